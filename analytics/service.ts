@@ -220,7 +220,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       const { r, alpha, a, b } = bgnbd.params;
       const shown = (x: number) => Number(x.toPrecision(3));
       throw new InsufficientData(
-        `The fitted model (BG/NBD r=${shown(r)}, alpha=${shown(alpha)}, a=${shown(a)}, b=${shown(b)}) gives no finite value for ${unscorable} of ${rfm.length} customers over ${horizon} ${timeUnit}s: their purchases are too much alike for it (every customer buying at one pace). Fit with another time unit or a shorter horizon, or once the history varies more; the model in use is unchanged.`,
+        `The fitted model (BG/NBD r=${shown(r)}, alpha=${shown(alpha)}, a=${shown(a)}, b=${shown(b)}) gives no finite value for ${unscorable} of ${rfm.length} customers over ${horizon} ${timeUnit}s: the parameters are at the edge of the model (customers buying at one pace) or the horizon is too long for them. Fit with a shorter horizon or another time unit, or once the history varies more; the model in use is unchanged.`,
       );
     }
     lap('gammaGammaMs');

@@ -161,10 +161,11 @@ export interface EventStore {
   committedHeadPosition?(): Promise<bigint>;
   /**
    * Events of the feed after `fromPosition` (exclusive, as `readAll`; default the start) up to and
-   * including `untilPosition`: what a replay will read, the total of its progress. Engines that cannot
-   * count them cheaply (EventStoreDB) leave it out.
+   * including `untilPosition`: what a replay will read, the total of its progress; counted up to
+   * `atMost` when given (a lag figure needs no more, and costs no more however far behind). Engines
+   * that cannot count them cheaply (EventStoreDB) leave it out.
    */
-  countEvents?(range: { fromPosition?: bigint; untilPosition: bigint }): Promise<number>;
+  countEvents?(range: { fromPosition?: bigint; untilPosition: bigint; atMost?: number }): Promise<number>;
   /**
    * Committed events not final yet: on PostgreSQL, those above the oldest transaction still open on the
    * server (any session's, another application's too), which no feed reads until it ends (README).

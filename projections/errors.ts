@@ -64,6 +64,23 @@ export class ReadModelRebuilding extends Error {
   }
 }
 
+/**
+ * A rebuild's shadow schema went while it ran: its session lock lapsed (a connection lost for seconds)
+ * and another process dropped it as abandoned. The live read models are as they were.
+ */
+export class RebuildShadowLost extends Error {
+  constructor(
+    readonly shadow: string,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `the rebuild's shadow schema ${shadow} was removed by another crm process while this one's connection was lost (its lock had lapsed); the live read models are as they were: run the rebuild again`,
+      options,
+    );
+    this.name = 'RebuildShadowLost';
+  }
+}
+
 /** An event a projection cannot apply: the projection stops, the others go on. */
 export class PoisonEvent extends Error {
   constructor(

@@ -5,6 +5,7 @@ import { applyBatch, decodeBatch, matchesFilter, type EventCodec } from './apply
 import { catchUp, eventsToCatchUp, type CatchUpProgress } from './catch-up.ts';
 import { analyzeTables } from './statistics.ts';
 import { recordFeedEngine } from './feed-engine.ts';
+import { RebuildShadowLost } from './errors.ts';
 import {
   CHECKPOINT_TABLE,
   checkpointsPastTheStore,
@@ -238,7 +239,11 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
       }
       if (attempt >= attempts) throw new Error(`Rebuild of ${names.join(', ')} could not catch up with the live projections after ${attempts} attempts`);
     }
-  } catch (error) {
+  } catch (caught) {
+    // 42P01 / 3F000: a table or the schema itself gone, under the shadow's name.
+    const failure = caught as { code?: string; cause?: { code?: string }; message?: string };
+    const gone = ['42P01', '3F000'].includes(failure.code ?? failure.cause?.code ?? '') && String(failure.message).includes(shadow);
+    const error = gone ? new RebuildShadowLost(shadow, { cause: caught }) : caught;
     await restoreStates(() => Promise.all(selected.filter((p) => live.has(p.name)).map((p) => setState(db, schema, p.name, live.get(p.name)!.state))));
     throw error;
   } finally {

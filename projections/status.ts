@@ -42,8 +42,8 @@ export interface ProjectionStatus {
  * A read for lag figures, given up past LAG_READ_TIMEOUT_MS or on failure (undefined): it can wait behind
  * a long transaction elsewhere on the cluster, and /ready and /metrics must answer anyway.
  */
-const boundedRead = <T>(read: Promise<T>): Promise<T | undefined> =>
-  Promise.race([read, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), LAG_READ_TIMEOUT_MS).unref?.())]).catch(() => undefined);
+const boundedRead = <T>(read: Promise<T>, withinMs = LAG_READ_TIMEOUT_MS): Promise<T | undefined> =>
+  Promise.race([read, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), withinMs).unref?.())]).catch(() => undefined);
 
 /** `read` once per distinct position: checkpoints at one position share their reads. */
 const oncePerPosition = <T>(read: (position: bigint) => Promise<T>): ((position: bigint) => Promise<T>) => {
@@ -56,33 +56,46 @@ const oncePerPosition = <T>(read: (position: bigint) => Promise<T>): ((position:
 };
 
 /**
- * Final events after `position` up to `head`: one count over the position index where the store has
- * one (PostgreSQL, PGlite); else read, up to LAG_COUNT_CAP. Before 2026-12-07 every engine read the
- * events themselves, twice per follower: with a dozen webhook subscriptions thousands of events behind,
- * each scrape of /metrics or /ready read tens of thousands of rows, held the pool, and commands got 503.
+ * Final events after `position` up to `head`, counted up to LAG_COUNT_CAP: over the position index
+ * where the store counts (PostgreSQL, PGlite), else read. Before 2026-12-07 every engine read the events
+ * themselves, twice per follower: with a dozen webhook subscriptions thousands of events behind, each
+ * scrape of /metrics or /ready read tens of thousands of rows, held the pool, and commands got 503.
  */
 const countAfter = (store: EventStore, position: bigint, head: bigint): Promise<number> =>
   store.countEvents
-    ? store.countEvents({ fromPosition: position, untilPosition: head })
+    ? store.countEvents({ fromPosition: position, untilPosition: head, atMost: LAG_COUNT_CAP })
     : store.readAll({ fromPosition: position, maxCount: LAG_COUNT_CAP, settleMs: 0 }).then((events) => events.length);
 
 /**
- * How far followers of the feed (publishers: integration/publishers.ts) are behind `head`, with the
- * reads shared by followers at one position: events counted (countAfter), and the age of the oldest one
- * not yet taken, each read bounded (a read can wait behind a long transaction elsewhere on the cluster,
- * and /ready and /metrics must answer anyway). Past the bound the count is unknown (null), and the age
- * is taken from `lastMoved`, when the follower last moved forward: it grows while the follower stands
- * still, whatever its failed attempts do (the oldest event waiting may be older still, as when a backlog
- * is worked through page by page).
+ * How far followers of the feed (publishers: integration/publishers.ts) are behind `head`: events
+ * counted (countAfter), and the age of the oldest one not yet taken. The reads are shared by followers
+ * at one position and run one at a time within one time budget (LAG_READ_TIMEOUT_MS) for all of them:
+ * a read can wait behind a long transaction elsewhere on the cluster, /ready and /metrics must answer
+ * anyway, and twenty subscriptions at twenty positions, read side by side, took the pool from commands
+ * (503 at a scrape a second). A figure not read within the budget is unknown: the count null, and the age
+ * taken from `lastMoved`, when the follower last moved forward: it grows while the follower stands still,
+ * whatever its failed attempts do (the oldest event waiting may be older still, as when a backlog is
+ * worked through page by page).
  * Both read what is final now (`settleMs: 0`): a short page would otherwise wait for events committed
  * behind an open transaction, which on a busy database is almost always, past the bound.
  */
 export function lagReader(store: EventStore, head: bigint) {
+  const deadline = Date.now() + LAG_READ_TIMEOUT_MS;
+  let queue: Promise<unknown> = Promise.resolve();
+  /** One read at a time, none begun past the deadline, each given up at it (undefined). */
+  const inTurn = <T>(read: () => Promise<T>): Promise<T | undefined> => {
+    const turn = queue.then(() => {
+      const left = deadline - Date.now();
+      return left > 0 ? boundedRead(read(), left) : undefined;
+    });
+    queue = turn.catch(() => undefined);
+    return turn;
+  };
   // null: nothing final after the position; undefined: not read in time.
   const oldestAfter = oncePerPosition((position) =>
-    boundedRead(store.readAll({ fromPosition: position, maxCount: 1, settleMs: 0 }).then((events) => events[0]?.recordedAt ?? null)),
+    inTurn(() => store.readAll({ fromPosition: position, maxCount: 1, settleMs: 0 }).then((events) => events[0]?.recordedAt ?? null)),
   );
-  const countedAfter = oncePerPosition((position) => boundedRead(countAfter(store, position, head)));
+  const countedAfter = oncePerPosition((position) => inTurn(() => countAfter(store, position, head)));
   return async (position: bigint, lastMoved: Date): Promise<{ eventsBehind: number | null; secondsBehind: number }> => {
     if (head <= position) return { eventsBehind: 0, secondsBehind: 0 };
     const [oldest, count] = await Promise.all([oldestAfter(position), countedAfter(position)]);

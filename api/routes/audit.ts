@@ -46,7 +46,9 @@ const ExportFormatQuery = z.enum(['ndjson', 'csv']).optional().describe('ndjson 
 const PAGE_SIZE = 100;
 const Limit = decimalNumber(z.number().int().min(1).max(1000))
   .optional()
-  .describe(`Page size (1-1000, default ${PAGE_SIZE}); not with format=ndjson|csv, which streams the whole selection`);
+  .describe(
+    `Page size (1-1000, default ${PAGE_SIZE}); not with a streamed answer (format=ndjson|csv, or an Accept header asking for one), which holds the whole selection`,
+  );
 
 /**
  * A page size asked of a streamed answer (ndjson, csv: every match) is a 400 naming `limit`: a client

@@ -13,7 +13,7 @@ import type { CampaignEvent, CampaignStatus, ResponseKind } from './events.ts';
  *
  * Responses are accepted while active or paused and after completion (opens and conversions keep
  * arriving once a campaign has ended), never before launch; after a cancellation only those dated
- * before it (the history of a campaign that ran, imported after its cancellation).
+ * at or before it (the history of a campaign that ran, imported after its cancellation).
  * Costs are accepted in every status: invoices arrive late, and cancelling may itself cost money.
  * Business time runs forward through the statuses: a status change is not dated before the previous
  * one (the creation first). Costs and responses are not held to it: a campaign often enters the CRM
@@ -125,18 +125,21 @@ const assertExists = (state: CampaignState, campaignId: string): CampaignStatus 
 
 /**
  * Responses come while a campaign runs and after it completed; after a cancellation, only those dated
- * before it, and only where it ran (a migration brings a cancelled campaign's history in after it).
+ * at or before it, and only where it ran (a migration brings a cancelled campaign's history in after it).
  */
 const assertTakesResponse = (state: CampaignState, campaignId: string, occurredAt: string): void => {
   const status = assertExists(state, campaignId);
   if (status === 'active' || status === 'paused' || status === 'completed') return;
   const cancelledAt = status === 'cancelled' && state.launched ? state.statusChangedAt : null;
-  if (cancelledAt !== null && isBefore(occurredAt, cancelledAt)) return;
+  // At the cancellation's instant too: a history kept by the day dates both at midnight.
+  if (cancelledAt !== null && !isBefore(cancelledAt, occurredAt)) return;
   throw invalidState(
     'campaign.not_running',
     cancelledAt !== null
-      ? `Campaign ${campaignId} was cancelled at ${cancelledAt}: it takes only responses dated before then (occurredAt)`
-      : `Campaign ${campaignId} is ${status}: it takes no responses`,
+      ? `Campaign ${campaignId} was cancelled at ${cancelledAt}: it takes only responses dated then or before (occurredAt)`
+      : status === 'cancelled'
+        ? `Campaign ${campaignId} was cancelled without a launch (or before one was recorded with its time): it takes no responses; a campaign imported as cancelled is launched only where its row gives launched_at`
+        : `Campaign ${campaignId} is ${status}: it takes no responses`,
     'campaignId',
     { status, ...(cancelledAt !== null ? { cancelledAt } : {}) },
   );

@@ -516,13 +516,14 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
   };
 
   /** One range of the position index, only final positions (as the feed reads them). */
-  const countEvents = async (range: { fromPosition?: bigint; untilPosition: bigint }): Promise<number> => {
+  const countEvents = async (range: { fromPosition?: bigint; untilPosition: bigint; atMost?: number }): Promise<number> => {
     assertOpen();
     try {
+      const limit = range.atMost === undefined ? sql`` : sql`LIMIT ${Math.max(0, Math.floor(range.atMost))}`;
       const result = await sql<{ events: string }>`
-        SELECT count(*)::text AS events FROM ${s}.events
+        SELECT count(*)::text AS events FROM (SELECT 1 FROM ${s}.events
         WHERE position > ${(range.fromPosition ?? 0n).toString()}::bigint AND position <= ${range.untilPosition.toString()}::bigint
-          AND position + 0 < ${FINAL_POSITION_BOUND}`.execute(db);
+          AND position + 0 < ${FINAL_POSITION_BOUND} ${limit}) counted`.execute(db);
       return Number(result.rows[0]?.events ?? 0);
     } catch (error) {
       throw mapError(error);

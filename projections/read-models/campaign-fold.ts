@@ -1,7 +1,7 @@
 import type { CampaignStatus, ResponseKind } from '../../domain/campaign/events.ts';
 import type { ProjectedEvent } from '../../shared/events.ts';
 import { addMoney, divideRounded, minorOf, minorOfNumeric, numericOf } from '../../shared/money.ts';
-import { occurredAt, type Instant } from './common.ts';
+import { latest, occurredAt, type Instant } from './common.ts';
 
 /**
  * A campaign folded from its stream, written once: the live projection (campaigns.ts), rebuild and
@@ -158,6 +158,7 @@ export function evolveCampaign(state: CampaignRow | undefined, e: ProjectedEvent
       return state;
   }
   row.revision = e.revision;
-  row.last_event_at = at;
+  // Never back: a response or cost dated before the last change (history imported late) leaves it.
+  row.last_event_at = latest(row.last_event_at, at);
   return withFigures(row);
 }

@@ -156,7 +156,8 @@ export const campaignsProjection: Projection = {
   // 2: the over_budget column.
   // 3: `campaign_money_lines` (costs and revenue in every currency, for base-currency figures).
   // 4: roi, conversion_rate and over_budget written by the fold (campaign-fold.ts), no longer generated.
-  version: 4,
+  // 5: updated_at never moves back (a response dated before the last change left it there).
+  version: 5,
   tables: ['campaigns', 'campaign_money_lines'],
   filter: { streamPrefixes: ['campaign-'] },
   migrate,

@@ -203,11 +203,16 @@ describe('campaign: responses', () => {
       .given(ran)
       .when({ ...respond('opened'), occurredAt: '2024-04-02T10:00:00.000Z' })
       .then([response('opened')]);
-    const late = spec
+    // At the cancellation's instant (a history kept by the day dates both at midnight): taken; a millisecond after: refused.
+    spec
       .given(ran)
       .when({ ...respond('opened'), occurredAt: cancelledAt })
+      .then([response('opened')]);
+    const late = spec
+      .given(ran)
+      .when({ ...respond('opened'), occurredAt: '2024-05-19T12:00:00.001Z' })
       .thenRefused('campaign.not_running', 'campaignId', { status: 'cancelled', cancelledAt });
-    expect(late.message).toContain('dated before');
+    expect(late.message).toContain('dated then or before');
     // Cancelled before it was ever launched: it never ran, so no response belongs to it.
     const neverRan = [timed(created, '2024-03-01T00:00:00.000Z'), timed(e('CampaignCancelled', { reason: null }), cancelledAt)];
     spec

@@ -129,14 +129,27 @@ describe('publisher lag, many subscriptions behind', () => {
     const middle = all[Math.floor(all.length / 2)]!.position;
     for (let i = 0; i < 12; i++) await tables.ensurePublisher(`webhook:lag-${i}`, 'webhook', i < 6 ? 0n : middle);
     let eventsRead = 0;
+    let inFlight = 0;
+    let mostInFlight = 0;
+    /** A read counted while it runs: side by side, twenty positions' reads took the pool from commands. */
+    const tracked = async <T>(read: () => Promise<T>): Promise<T> => {
+      mostInFlight = Math.max(mostInFlight, ++inFlight);
+      try {
+        return await read();
+      } finally {
+        inFlight -= 1;
+      }
+    };
     const counted: EventStore = {
       ...store,
       engine: store.engine,
-      readAll: async (options) => {
-        const events = await store.readAll(options);
-        eventsRead += events.length;
-        return events;
-      },
+      readAll: (options) =>
+        tracked(async () => {
+          const events = await store.readAll(options);
+          eventsRead += events.length;
+          return events;
+        }),
+      countEvents: (range) => tracked(() => store.countEvents!(range)),
     };
     const statuses = (await readPublisherStatus(tables, counted)).filter((s) => s.name.startsWith('webhook:lag-'));
     expect(statuses).toHaveLength(12);
@@ -149,5 +162,9 @@ describe('publisher lag, many subscriptions behind', () => {
     const positionsBehind = new Set((await tables.publishers()).filter((p) => p.position < head).map((p) => p.position));
     expect(positionsBehind.size).toBe(3); // the two above and the NATS publisher of the tests before
     expect(eventsRead).toBe(positionsBehind.size);
+    expect(mostInFlight).toBe(1);
+    // The count stops where a lag figure needs no more.
+    expect(await store.countEvents!({ fromPosition: 0n, untilPosition: head, atMost: 5 })).toBe(5);
+    expect(await store.countEvents!({ fromPosition: 0n, untilPosition: head })).toBe(all.length);
   });
 });

@@ -87,6 +87,23 @@ describe('the campaign fold', () => {
       .then({ opened_count: 1, conversion_rate: '0.000000' });
   });
 
+  it('keeps its last change time when a response or cost dated earlier comes in (history imported late)', () => {
+    const cancelled = on({ type: 'CampaignCancelled', data: { campaignId, reason: null } }, at(20));
+    // updated_at went back to the response's day, before the cancellation and the creation's day.
+    campaign
+      .given([created, launched, cancelled])
+      .when(response('opened', 5))
+      .then({ last_event_at: at(20), opened_count: 1 });
+    campaign
+      .given([created, launched, cancelled])
+      .when(cost(10, 6))
+      .then({ last_event_at: at(20) });
+    campaign
+      .given([created, launched])
+      .when(response('sent', 9))
+      .then({ last_event_at: at(9) });
+  });
+
   it('is over budget once costs pass the budget, not when they reach it', () => {
     const atBudget = cost(100, 3);
     campaign.given([created, launched]).when(atBudget).then({ over_budget: false });

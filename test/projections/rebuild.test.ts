@@ -7,7 +7,8 @@ import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { compareSchemas, rebuildProjections, replayInto, tablesOf, type RebuildProgress } from '../../projections/rebuild.ts';
 import { createReportingViews, REPORTING_VIEWS } from '../../projections/reporting.ts';
-import { ReadModelsFromNewerVersion } from '../../projections/errors.ts';
+import { ReadModelsFromNewerVersion, RebuildShadowLost } from '../../projections/errors.ts';
+import { isShadowOf } from '../../projections/shadows.ts';
 import { eventSchemas, personalFields } from '../../domain/catalogue.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { projectedScenario, type ScenarioIds } from './scenario.ts';
@@ -321,6 +322,41 @@ describe('rebuild progress', () => {
     expect(replaying.at(-1)!.events).toBe(stored);
     for (const p of seen) expect(p.events).toBeLessThanOrEqual(p.total!);
     expect(seen.at(-1)).toMatchObject({ phase: 'done', events: result.events, total: result.events });
+  });
+});
+
+describe('rebuild whose shadow another process dropped', () => {
+  it('says so and what to do, with the live read models and states as they were (it was an unexpected error with a stack)', async () => {
+    const before = await createReadModelQueries({ db: h.database.db, schema: h.schemas.read }).getCustomer(ids.alice);
+    let dropped: Promise<unknown> | undefined;
+    const outcome = await rebuildProjections({
+      ...deps(),
+      names: ['customers'],
+      schema: h.schemas.read,
+      reportingSchema: h.schemas.reporting,
+      runner,
+      // As `crm projections list` did while the rebuild's connection, and so its lock, was lost.
+      onProgress: (p) => {
+        if (p.phase !== 'replaying' || dropped) return;
+        dropped = sql<{ name: string }>`SELECT nspname AS name FROM pg_namespace WHERE nspname LIKE ${`${h.schemas.read}%`}`
+          .execute(h.database.db)
+          .then(async ({ rows }) => {
+            for (const { name } of rows.filter((r) => isShadowOf(h.schemas.read, r.name)))
+              await sql`DROP SCHEMA ${sql.id(name)} CASCADE`.execute(h.database.db);
+          });
+      },
+    }).then(
+      () => 'swapped',
+      (error: unknown) => error,
+    );
+    await dropped;
+    expect(outcome).toBeInstanceOf(RebuildShadowLost);
+    expect((outcome as Error).message).toMatch(/was removed by another crm process .* the live read models are as they were: run the rebuild again/);
+    expect(await createReadModelQueries({ db: h.database.db, schema: h.schemas.read }).getCustomer(ids.alice)).toEqual(before);
+    const { rows } = await sql<{ state: string }>`SELECT state FROM ${sql.id(h.schemas.read, 'projection_checkpoints')} WHERE name = 'customers'`.execute(
+      h.database.db,
+    );
+    expect(rows[0]!.state).toBe('running');
   });
 });
 
