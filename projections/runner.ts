@@ -211,7 +211,10 @@ export class ProjectionRunner {
         throw new Error(`Projections ${changed.map((p) => p.name).join(', ')} changed version or variant: rebuild them (crm rebuild)`);
       }
       this.options.log?.('rebuilding projections whose version or variant changed', { names: changed.map((p) => p.name) });
+      const started = Date.now();
       await this.options.onVersionChange(changed.map((p) => p.name));
+      // Said when done too: an operator watching an upgrade saw it begin and nothing after.
+      this.options.log?.('rebuilt projections whose version or variant changed', { names: changed.map((p) => p.name), seconds: (Date.now() - started) / 1000 });
     }
     await this.reloadCheckpoints();
     await this.failCheckpointsAhead();

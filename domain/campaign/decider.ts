@@ -3,7 +3,7 @@ import type { Decider } from '../decider.ts';
 import { dictionary, entryOf, setEntry } from '../entries.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
 import { fromMinor, toMinor } from '../money.ts';
-import { assertNotBefore, isBefore } from '../time.ts';
+import { assertNotBefore, inUtc, isBefore } from '../time.ts';
 import type { CampaignCommand } from './commands.ts';
 import type { CampaignEvent, CampaignStatus, ResponseKind } from './events.ts';
 
@@ -130,7 +130,8 @@ const assertExists = (state: CampaignState, campaignId: string): CampaignStatus 
 const assertTakesResponse = (state: CampaignState, campaignId: string, occurredAt: string): void => {
   const status = assertExists(state, campaignId);
   if (status === 'active' || status === 'paused' || status === 'completed') return;
-  const cancelledAt = status === 'cancelled' && state.launched ? state.statusChangedAt : null;
+  // In UTC, as the read models write it: the client's own spelling of the instant (+02:00) read as another time.
+  const cancelledAt = status === 'cancelled' && state.launched && state.statusChangedAt !== null ? inUtc(state.statusChangedAt) : null;
   // At the cancellation's instant too: a history kept by the day dates both at midnight.
   if (cancelledAt !== null && !isBefore(cancelledAt, occurredAt)) return;
   throw invalidState(

@@ -213,6 +213,16 @@ describe('campaign: responses', () => {
       .when({ ...respond('opened'), occurredAt: '2024-05-19T12:00:00.001Z' })
       .thenRefused('campaign.not_running', 'campaignId', { status: 'cancelled', cancelledAt });
     expect(late.message).toContain('dated then or before');
+    // Named in UTC, as the read models write it, however the cancellation was spelt.
+    const spelt = [
+      timed(created, '2024-03-01T00:00:00.000Z'),
+      timed(e('CampaignLaunched'), '2024-03-26T00:00:00.000Z'),
+      timed(e('CampaignCancelled', { reason: null }), '2024-05-19T14:00:00+02:00'),
+    ];
+    spec
+      .given(spelt)
+      .when({ ...respond('opened'), occurredAt: '2024-05-19T12:00:00.001Z' })
+      .thenRefused('campaign.not_running', 'campaignId', { status: 'cancelled', cancelledAt });
     // Cancelled before it was ever launched: it never ran, so no response belongs to it.
     const neverRan = [timed(created, '2024-03-01T00:00:00.000Z'), timed(e('CampaignCancelled', { reason: null }), cancelledAt)];
     spec
