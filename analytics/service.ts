@@ -49,10 +49,13 @@ const fitting = async () => {
   return { trainChurnModels, fitClusters, forecastRevenue };
 };
 
-/** Not enough history to fit (too few customers, or no churned/retained customers to learn from). */
 /** Below this many held-out customers a churn model's test metrics come with a warning. */
 const MIN_CHURN_TEST_SIZE = 30;
 
+/**
+ * Not enough history to fit (too few customers, or no churned/retained customers to learn from), or
+ * too little variety for the model to give every customer a finite figure.
+ */
 export class InsufficientData extends Error {
   constructor(message: string) {
     super(message);
