@@ -1,7 +1,7 @@
 import type { BgNbdParams } from './models/bgnbd.ts';
 import type { RetentionClvParams } from './retention-clv.ts';
 import type { GammaGammaParams } from './models/gamma-gamma.ts';
-import { customerValue } from './models/customer-value.ts';
+import { customerValue, type CustomerValue } from './models/customer-value.ts';
 import { churnScore, type ChurnFeatures, type ChurnModel } from './models/churn.ts';
 import { rfmOf, type PurchaseSummary, type Rfm } from './models/rfm.ts';
 import { nearestCluster, rfmScore, rfmSegment, type ClusterModel, type RfmCutoffs, type RfmValues } from './models/segments.ts';
@@ -21,6 +21,17 @@ export interface ModelParams {
   /** Discounted-retention CLV parameters (absent in models fitted before it was served, or without a retention period). */
   clvRetention?: RetentionClvParams | null;
 }
+
+/**
+ * A customer's expected purchases, P(alive), spend and CLV under the customer-base models (spend from
+ * a net value of at least 0: a history refunded away values nothing). Scoring and the fit's check of
+ * its own model both read it from here.
+ */
+export const valueUnder = (params: Pick<ModelParams, 'bgnbd' | 'gammaGamma' | 'horizon' | 'discountRate'>, rfm: Rfm): CustomerValue =>
+  customerValue(params.bgnbd, params.gammaGamma, { ...rfm, monetary: Math.max(0, rfm.monetary) }, params.horizon, params.discountRate);
+
+/** Whether every figure of a value is a number: a model at the edge of its parameters gives NaN or Infinity (0 x Infinity in its series). */
+export const isFiniteValue = (value: CustomerValue): boolean => [value.clv, value.expectedPurchases, value.pAlive, value.expectedSpend].every(Number.isFinite);
 
 export interface StoredModel {
   version: number;
@@ -102,12 +113,12 @@ export function scoreCustomer(model: StoredModel, aggregate: CustomerAggregate, 
   const m = model.params;
   const day = Math.max(observationEndDay, p.lastDay);
   const rfm = rfmOf(p, day, m.timeUnit);
-  const value = customerValue(m.bgnbd, m.gammaGamma, { ...rfm, monetary: Math.max(0, rfm.monetary) }, m.horizon, m.discountRate);
+  const value = valueUnder(m, rfm);
   const churn = churnScore(m.churn, churnFeaturesOf({ ...aggregate, purchases: p }, day));
   // A model at the edge of its parameters can give a customer no finite figure (a fit refuses such a
   // model for the customers it was fitted on; a later history may still reach it): unscored, as
   // before a fit, rather than a NaN that no sum of the totals would ever cancel.
-  if (![value.clv, value.expectedPurchases, value.pAlive, value.expectedSpend, churn].every(Number.isFinite)) return null;
+  if (!isFiniteValue(value) || !Number.isFinite(churn)) return null;
   const values = rfmValuesOf(p, day);
   const score = rfmScore(m.rfmCutoffs, values);
   return {

@@ -13,11 +13,19 @@ import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import { missingLabel, monthOfMissingLabel, unlessRebuilding } from '../projections/queries/exchange-rates.ts';
 import { loadLatestModel, loadModelRecord, saveModel, type ModelRecord } from './model-store.ts';
 import { aggregateFromRow, dayOfDate, scoreRow } from './projection.ts';
-import { churnFeaturesOf, rfmValuesOf, scoreCustomer, type CustomerAggregate, type ModelParams, type StoredModel } from './scoring.ts';
+import {
+  churnFeaturesOf,
+  isFiniteValue,
+  rfmValuesOf,
+  scoreCustomer,
+  valueUnder,
+  type CustomerAggregate,
+  type ModelParams,
+  type StoredModel,
+} from './scoring.ts';
 import { fitBgNbd } from './models/bgnbd.ts';
 import { fitGammaGamma, usableForSpend } from './models/gamma-gamma.ts';
 import { boundedProbability, CHURN_FEATURES, type ChurnExample, type ChurnTraining } from './models/churn.ts';
-import { customerValue } from './models/customer-value.ts';
 import { fitRfmCutoffs } from './models/segments.ts';
 import { cohortTable, retentionRates } from './models/retention.ts';
 import type { MonthlyValue } from './models/forecast.ts';
@@ -215,10 +223,8 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     // A fit at the edge of its parameters (customers all buying at one pace: r and alpha in the
     // millions) gives some customers no finite value (0 x Infinity in its series). Stored, its scores
     // were NaN, and the totals of /analytics/clv and /analytics/segments stayed null through every later fit.
-    const unscorable = rfm.filter((r) => {
-      const value = customerValue(bgnbd.params, gammaGamma.params, { ...r, monetary: Math.max(0, r.monetary) }, horizon, discountRate);
-      return ![value.clv, value.expectedPurchases, value.pAlive, value.expectedSpend].every(Number.isFinite);
-    }).length;
+    const fitted = { bgnbd: bgnbd.params, gammaGamma: gammaGamma.params, horizon, discountRate };
+    const unscorable = rfm.filter((r) => !isFiniteValue(valueUnder(fitted, r))).length;
     if (unscorable > 0) {
       const { r, alpha, a, b } = bgnbd.params;
       const shown = (x: number) => Number(x.toPrecision(3));
