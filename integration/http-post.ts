@@ -47,11 +47,11 @@ const NETWORK_ERRORS: Record<string, string> = {
 };
 
 /** An attempt's error as recorded: a network code with its meaning, or the message. */
-export const describeFailure = (error: Error & { code?: string }): string =>
+const describeFailure = (error: Error & { code?: string }): string =>
   error.code ? (NETWORK_ERRORS[error.code] ? `${error.code}: ${NETWORK_ERRORS[error.code]}` : error.code) : error.message;
 
 /** A status that is not a delivery, as recorded: a redirect says where it pointed, as deliveries never follow one. */
-export const describeStatus = (status: number, location: string | undefined): string | null =>
+const describeStatus = (status: number, location: string | undefined): string | null =>
   status >= 300 && status < 400
     ? `HTTP ${status}: a redirect${location ? ` to ${location.slice(0, 200)}` : ''}, which deliveries do not follow: give the subscription the URL it points to`
     : null;
