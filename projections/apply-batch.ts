@@ -1,8 +1,8 @@
 import type { Kysely, QueryExecutorProvider, Transaction } from 'kysely';
 import type { EventFilter, RecordedEvent } from '../eventstore/contract.ts';
 import {
+  builtOtherwise,
   markFailed,
-  moveCheckpoint,
   moveCheckpoints,
   readCheckpointForBatch,
   readCheckpoints,
@@ -95,6 +95,8 @@ export type ApplyOutcome =
   | { kind: 'applied'; position: bigint }
   /** The checkpoint row says the projection is not running here (failed or stopped elsewhere). */
   | { kind: 'skipped'; position: bigint; state: string }
+  /** Its read model was built by another version of the projection (`builtOtherwise`): this code writes nothing to it. */
+  | { kind: 'superseded'; position: bigint; built: Pick<Checkpoint, 'version' | 'variant'> }
   | { kind: 'poison'; position: bigint; failure: PoisonEvent };
 
 const present = (checkpoint: Checkpoint | undefined, projection: Projection, schema: string): Checkpoint => {
@@ -104,7 +106,7 @@ const present = (checkpoint: Checkpoint | undefined, projection: Projection, sch
 
 /**
  * The batch's events after the projection's checkpoint, applied inside the caller's transaction: the
- * position its checkpoint moves to, or `skipped` for a failed or stopped projection. The checkpoint
+ * position its checkpoint moves to, `skipped` for a failed or stopped projection, or `superseded`. The checkpoint
  * itself is moved by the caller, with its lease check, just before the commit.
  */
 async function applyAfter(
@@ -114,10 +116,13 @@ async function applyAfter(
   checkpoint: Checkpoint,
   items: BatchItem[],
   endPosition: bigint,
-): Promise<Extract<ApplyOutcome, { kind: 'applied' | 'skipped' }>> {
+): Promise<Exclude<ApplyOutcome, { kind: 'poison' }>> {
   if (checkpoint.state === 'failed' || checkpoint.state === 'stopped') {
     return { kind: 'skipped', position: checkpoint.position, state: checkpoint.state };
   }
+  // A newer version rebuilt and swapped this read model in while this process ran on (or an older
+  // `crm rebuild` did): its rows are no longer this code's to write.
+  if (builtOtherwise(checkpoint, projection)) return { kind: 'superseded', position: checkpoint.position, built: checkpoint };
   const fresh = items.filter((i) => i.recorded.position > checkpoint.position && matchesFilter(projection.filter, i.recorded));
   const undecodable = fresh.find((i) => !i.projected);
   if (undecodable) throw new BatchItemError(undecodable, undecodable.decodeError);
@@ -143,7 +148,7 @@ async function applyOnce(db: Kysely<unknown>, schema: string, projection: Projec
     // Last, so the lease row stays locked only from here to the commit (projections/leases.ts).
     await fence?.(trx);
     // The commit does not wait for fsync: readCheckpointForBatch set synchronous_commit off for this transaction.
-    if (!(await moveCheckpoint(trx, schema, projection.name, checkpoint.position, position, lag))) throw new CheckpointMoved(projection.name);
+    if (!(await moveCheckpoints(trx, schema, [{ projection, from: checkpoint.position, to: position }], lag))) throw new CheckpointMoved(projection.name);
     return { kind: 'applied', position };
   });
 }
@@ -177,7 +182,7 @@ export async function applyTogether(
   db: Kysely<unknown>,
   schema: string,
   projections: readonly Projection[],
-  idle: readonly string[],
+  idle: readonly Projection[],
   items: BatchItem[],
   endPosition: bigint,
   lag: Lag,
@@ -187,28 +192,37 @@ export async function applyTogether(
 ): Promise<SharedBatchResult> {
   return db.transaction().execute(async (trx): Promise<SharedBatchResult> => {
     // Sets synchronous_commit off for this transaction, as readCheckpointForBatch does.
-    const checkpoints = await readCheckpointsForBatch(trx, schema, [...projections.map((p) => p.name), ...idle]);
+    const checkpoints = await readCheckpointsForBatch(
+      trx,
+      schema,
+      [...projections, ...idle].map((p) => p.name),
+    );
     const outcomes = new Map<string, ApplyOutcome>();
-    const moves: { name: string; from: bigint; to: bigint }[] = [];
+    const moves: { projection: Projection; from: bigint; to: bigint }[] = [];
     for (const projection of projections) {
       progress.current = projection.name;
       const checkpoint = present(checkpoints.get(projection.name), projection, schema);
       const outcome = await applyAfter(trx, schema, projection, checkpoint, items, endPosition);
       outcomes.set(projection.name, outcome);
-      if (outcome.kind === 'applied') moves.push({ name: projection.name, from: checkpoint.position, to: outcome.position });
+      if (outcome.kind === 'applied') moves.push({ projection, from: checkpoint.position, to: outcome.position });
     }
     progress.current = undefined;
     let movedIdle = [...idle];
     if (fence) {
       // Last, so the lease rows stay locked only from here to the commit (projections/leases.ts).
-      const held = new Set(await fence(trx, [...moves.map((m) => m.name), ...idle]));
-      const lost = moves.find((m) => !held.has(m.name));
-      if (lost) throw new SharedBatchFenced(lost.name);
-      movedIdle = idle.filter((n) => held.has(n));
+      const held = new Set(
+        await fence(
+          trx,
+          [...moves.map((m) => m.projection), ...idle].map((p) => p.name),
+        ),
+      );
+      const lost = moves.find((m) => !held.has(m.projection.name));
+      if (lost) throw new SharedBatchFenced(lost.projection.name);
+      movedIdle = idle.filter((p) => held.has(p.name));
     }
-    if (!(await moveCheckpoints(trx, schema, moves, lag))) throw new CheckpointMoved(moves.map((m) => m.name).join(', '));
+    if (!(await moveCheckpoints(trx, schema, moves, lag))) throw new CheckpointMoved(moves.map((m) => m.projection.name).join(', '));
     await skipAhead(trx, schema, movedIdle, endPosition, lag);
-    return { outcomes, movedIdle };
+    return { outcomes, movedIdle: movedIdle.map((p) => p.name) };
   });
 }
 

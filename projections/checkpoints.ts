@@ -99,9 +99,35 @@ export async function ensureCheckpoint(db: QueryExecutorProvider, schema: string
 }
 
 /** Whether the read model was built by another version of the projection, or for another variant of it. */
-export const builtOtherwise = (checkpoint: Checkpoint | undefined, projection: Projection): boolean =>
+export const builtOtherwise = (checkpoint: Pick<Checkpoint, 'version' | 'variant'> | undefined, projection: Builder): boolean =>
   checkpoint !== undefined &&
   (checkpoint.version !== projection.version || (checkpoint.variant !== null && checkpoint.variant !== (projection.variant ?? null)));
+
+/**
+ * Whether a running process must stop writing the read model: another version built it. Not while it
+ * is rebuilt: a process being upgraded rebuilds its own projections from the older version's tables.
+ */
+export const supersedes = (checkpoint: Pick<Checkpoint, 'version' | 'variant'> & { state: string }, projection: Builder): boolean =>
+  checkpoint.state !== 'rebuilding' && builtOtherwise(checkpoint, projection);
+
+/** What `supersedes` means for the operator, and what to do. */
+export const supersededBecause = (checkpoint: Pick<Checkpoint, 'version' | 'variant'>, projection: Builder): string =>
+  `its read model was rebuilt by version ${checkpoint.version}${checkpoint.variant ? ` (${checkpoint.variant})` : ''} of this projection, ` +
+  `and this process runs version ${projection.version}${projection.variant ? ` (${projection.variant})` : ''}: it writes nothing more to it. ` +
+  'Stop this process, or run the version that built the read model here (to go back to this version on purpose: stop every other version, then crm rebuild)';
+
+/**
+ * The code that writes a projection's rows, as its checkpoint records it. A checkpoint moves only for
+ * the code that built its read model: a process of another version still running after a newer one
+ * rebuilt and swapped the tables in (or an older `crm rebuild`) must not write its rows into them.
+ */
+export type Builder = Pick<Projection, 'name' | 'version' | 'variant'>;
+
+/** The builders as three arrays for `unnest`: the columns `name, version, variant`. */
+const builderArrays = (projections: readonly Builder[]) =>
+  sql`${projections.map((p) => p.name)}::text[], ${projections.map((p) => p.version)}::int[], ${projections.map((p) => p.variant ?? null)}::text[]`;
+/** Not `builtOtherwise`, in SQL: the checkpoint `c` is of the read model its builder `m` built. */
+const builtHere = sql`c.version = m.version AND (c.variant IS NULL OR c.variant = m.variant)`;
 
 /** Creates the tables of `projections` and their checkpoints in `schema` (a replay, a fresh schema). */
 export async function migrateProjections(db: Kysely<unknown>, schema: string, projections: readonly Projection[]): Promise<void> {
@@ -133,60 +159,45 @@ export async function readCheckpointsForBatch(trx: QueryExecutorProvider, schema
 }
 
 /**
- * `moveCheckpoint` for several projections in one statement; false unless every one moved (another
- * transaction moved or stopped one of them meanwhile): the caller rolls back the whole batch.
+ * Moves each projection's checkpoint from `from` to `to` at the end of the batch transaction, in one
+ * statement; false unless every one moved (another transaction moved or stopped one of them meanwhile,
+ * or another version's rebuild took its read model over): the caller rolls back the whole batch and
+ * reads the checkpoints again.
  */
 export async function moveCheckpoints(
   trx: QueryExecutorProvider,
   schema: string,
-  moves: readonly { name: string; from: bigint; to: bigint }[],
+  moves: readonly { projection: Builder; from: bigint; to: bigint }[],
   lag: { eventsBehind: number; secondsBehind: number },
 ): Promise<boolean> {
   if (moves.length === 0) return true;
   const { rows } = await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} c
     SET position = m.to_position, events_behind = ${lag.eventsBehind}, seconds_behind = ${lag.secondsBehind}, updated_at = now()
-    FROM unnest(${moves.map((m) => m.name)}::text[], ${moves.map((m) => m.from.toString())}::bigint[], ${moves.map((m) => m.to.toString())}::bigint[])
-      AS m(name, from_position, to_position)
-    WHERE c.name = m.name AND c.position = m.from_position AND c.state IN ('running', 'rebuilding')
+    FROM unnest(${builderArrays(moves.map((m) => m.projection))}, ${moves.map((m) => m.from.toString())}::bigint[], ${moves.map((m) => m.to.toString())}::bigint[])
+      AS m(name, version, variant, from_position, to_position)
+    WHERE c.name = m.name AND c.position = m.from_position AND c.state IN ('running', 'rebuilding') AND ${builtHere}
     RETURNING c.name`.execute(trx);
   return rows.length === moves.length;
 }
 
 /**
- * Moves the checkpoint from `from` to `to` at the end of the batch transaction; false when another
- * transaction moved it (or stopped the projection) meanwhile: the caller rolls back and retries.
- */
-export async function moveCheckpoint(
-  trx: QueryExecutorProvider,
-  schema: string,
-  name: string,
-  from: bigint,
-  to: bigint,
-  lag: { eventsBehind: number; secondsBehind: number },
-): Promise<boolean> {
-  const { rows } = await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)}
-    SET position = ${to.toString()}::bigint, events_behind = ${lag.eventsBehind}, seconds_behind = ${lag.secondsBehind}, updated_at = now()
-    WHERE name = ${name} AND position = ${from.toString()}::bigint AND state IN ('running', 'rebuilding')
-    RETURNING name`.execute(trx);
-  return rows.length === 1;
-}
-
-/**
  * Moves running checkpoints forward over events none of their projections wanted: no read-model
- * change, so no batch transaction, one statement for all of them. Never moves a checkpoint back.
+ * change, so no batch transaction, one statement for all of them. Never moves a checkpoint back, nor
+ * one of a read model another version built.
  */
 export async function skipAhead(
   db: QueryExecutorProvider,
   schema: string,
-  names: readonly string[],
+  projections: readonly Builder[],
   position: bigint,
   lag: { eventsBehind: number; secondsBehind: number },
 ): Promise<void> {
-  if (names.length === 0) return;
-  await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)}
-    SET position = GREATEST(position, ${position.toString()}::bigint), events_behind = ${lag.eventsBehind},
+  if (projections.length === 0) return;
+  await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} c
+    SET position = GREATEST(c.position, ${position.toString()}::bigint), events_behind = ${lag.eventsBehind},
         seconds_behind = ${lag.secondsBehind}, updated_at = now()
-    WHERE name = ANY(${[...names]}::text[]) AND state IN ('running', 'rebuilding')`.execute(db);
+    FROM unnest(${builderArrays(projections)}) AS m(name, version, variant)
+    WHERE c.name = m.name AND c.state IN ('running', 'rebuilding') AND ${builtHere}`.execute(db);
 }
 
 export async function markFailed(

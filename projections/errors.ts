@@ -12,7 +12,9 @@ export class ReadModelStopped extends Error {
   ) {
     super(
       `Read models stopped before position ${position}: ${stopped.map((s) => `${s.name} (${s.state} at ${s.position})`).join(', ')}; ` +
-        '`crm projections` shows why, and `crm projections retry <name>` starts one again once its cause is fixed',
+        (stopped.some((s) => s.state === 'superseded')
+          ? 'superseded: another version of the CRM rebuilt them, and this process writes nothing more to them: stop it, or run that version here'
+          : '`crm projections` shows why, and `crm projections retry <name>` starts one again once its cause is fixed'),
     );
     this.name = 'ReadModelStopped';
   }

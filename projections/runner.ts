@@ -18,6 +18,8 @@ import {
   checkpointsPastTheStore,
   clearFailure,
   builtOtherwise,
+  supersededBecause,
+  supersedes,
   ensureCheckpoint,
   markAheadOfStore,
   migrateCheckpoints,
@@ -130,6 +132,8 @@ export class ProjectionRunner {
   private readonly batch: BatchOptions;
   private readonly positions = new Map<string, bigint>();
   private readonly failed = new Set<string>();
+  /** Of `failed`: those whose read model another version of the CRM built (`supersede`). */
+  private readonly superseded = new Set<string>();
   private readonly waiters = new Set<Waiter>();
   private subscription: Subscription | undefined;
   private pending: SubscriptionMessage[][] = [];
@@ -292,7 +296,11 @@ export class ProjectionRunner {
       if (!cp) continue;
       this.positions.set(p.name, cp.position);
       if (cp.state === 'failed' || cp.state === 'stopped') this.failed.add(p.name);
-      else this.failed.delete(p.name);
+      else if (supersedes(cp, p)) this.supersede(p, cp);
+      else {
+        this.failed.delete(p.name);
+        this.superseded.delete(p.name);
+      }
     }
     this.notifyWaiters();
     return checkpoints;
@@ -331,13 +339,32 @@ export class ProjectionRunner {
   }
 
   /** Lag and state of every projection, for /ready and /metrics. */
-  status(): Promise<ProjectionStatus[]> {
-    return readProjectionStatus(
+  async status(): Promise<ProjectionStatus[]> {
+    const statuses = await readProjectionStatus(
       this.options.db,
       this.options.schema,
       this.options.store,
       this.options.projections.map((p) => p.name),
     );
+    return statuses.map((status) => {
+      const p = this.options.projections.find((q) => q.name === status.name);
+      return p && supersedes(status, p) ? { ...status, state: 'superseded', lastError: supersededBecause(status, p) } : status;
+    });
+  }
+
+  /**
+   * Another version of the CRM rebuilt the projection's read model and swapped it in while this
+   * process ran on: this code writes nothing more to it (its batches would mix rows of two versions),
+   * and reads that wait for it end at once. Said once; it is an operator's to end (stop this process).
+   */
+  private supersede(p: Projection, built: Pick<Checkpoint, 'version' | 'variant'>): void {
+    this.failed.add(p.name);
+    if (this.superseded.has(p.name)) return;
+    this.superseded.add(p.name);
+    this.options.log?.('projection stopped here: another version of the CRM rebuilt its read model', {
+      projection: p.name,
+      error: supersededBecause(built, p),
+    });
   }
 
   /**
@@ -387,7 +414,7 @@ export class ProjectionRunner {
   stoppedBefore(position: bigint, names: readonly string[] | undefined): ReadModelStopped | undefined {
     const stopped = this.options.projections
       .filter((p) => (!names || names.includes(p.name)) && this.failed.has(p.name) && (this.positions.get(p.name) ?? 0n) < position)
-      .map((p) => ({ name: p.name, state: 'failed', position: this.positions.get(p.name) ?? 0n }));
+      .map((p) => ({ name: p.name, state: this.superseded.has(p.name) ? 'superseded' : 'failed', position: this.positions.get(p.name) ?? 0n }));
     return stopped.length > 0 ? new ReadModelStopped(position, stopped) : undefined;
   }
 
@@ -528,7 +555,7 @@ export class ProjectionRunner {
       for (const p of this.options.projections) {
         const cp = checkpoints.get(p.name);
         if (!cp) continue;
-        const stopped = cp.state === 'failed' || cp.state === 'stopped';
+        const stopped = cp.state === 'failed' || cp.state === 'stopped' || supersedes(cp, p);
         if (stopped !== this.failed.has(p.name)) restart ??= `projection ${p.name} is ${cp.state} in the checkpoint table`;
         if (stopped || !this.owned(p) || cp.position >= head) {
           this.stillSince.delete(p.name);
@@ -620,21 +647,27 @@ export class ProjectionRunner {
     const busy = active.filter(wants);
     const skip = async () => {
       if (idle.length === 0) return;
-      let names = idle.map((p) => p.name);
+      let moved: readonly Projection[] = idle;
       if (leases) {
         // Fenced like a batch: the lease rows stay locked until the checkpoints moved.
-        names = await this.options.db.transaction().execute(async (trx) => {
-          const held = await leases.fence(trx, names);
-          await skipAhead(trx, this.options.schema, held, endPosition, lag);
-          return held;
+        moved = await this.options.db.transaction().execute(async (trx) => {
+          const held = new Set(
+            await leases.fence(
+              trx,
+              idle.map((p) => p.name),
+            ),
+          );
+          const kept = idle.filter((p) => held.has(p.name));
+          await skipAhead(trx, this.options.schema, kept, endPosition, lag);
+          return kept;
         });
       } else {
         await this.options.db.transaction().execute(async (trx) => {
           await relaxDurability(trx);
-          await skipAhead(trx, this.options.schema, names, endPosition, lag);
+          await skipAhead(trx, this.options.schema, idle, endPosition, lag);
         });
       }
-      for (const name of names) this.positions.set(name, endPosition);
+      for (const p of moved) this.positions.set(p.name, endPosition);
     };
     const shared = busy.length > 0 && this.options.sharedBatches && events.length <= this.batch.maxEvents;
     const separate = shared ? await this.applyShared(busy, idle, items, endPosition, lag, appliedCount) : busy;
@@ -668,7 +701,7 @@ export class ProjectionRunner {
     const leases = this.options.leases;
     const applied = new Map(busy.map((p) => [p.name, appliedCount(p)]));
     let together = [...busy];
-    let idleNames = idle.map((p) => p.name);
+    let idling = [...idle];
     const backoff = createBackoff({ initialMs: 100 });
     for (;;) {
       let result: SharedBatchResult;
@@ -678,7 +711,7 @@ export class ProjectionRunner {
           this.options.db,
           this.options.schema,
           together,
-          idleNames,
+          idling,
           items,
           endPosition,
           lag,
@@ -693,7 +726,7 @@ export class ProjectionRunner {
           this.batchOutage.failed(this.lastError, { projection: progress.current ?? together.map((p) => p.name).join(', ') });
           await pause(backoff.next());
           together = together.filter((p) => this.owned(p));
-          idleNames = idleNames.filter((n) => this.options.leases?.owns(n) ?? true);
+          idling = idling.filter((p) => this.owned(p));
           if (together.length === 0) return [];
           continue;
         }
@@ -701,7 +734,7 @@ export class ProjectionRunner {
         this.options.log?.('projection lease lost; batch rolled back', { projection: error.projection });
         // The fence forgot the lost lease (owned() is false now); each pass drops at least that one.
         together = together.filter((p) => p.name !== error.projection && this.owned(p));
-        idleNames = idleNames.filter((n) => this.options.leases?.owns(n) ?? true);
+        idling = idling.filter((p) => this.owned(p));
         if (together.length === 0) return [];
         continue;
       }
@@ -728,6 +761,8 @@ export class ProjectionRunner {
       });
     } else if (outcome.kind === 'skipped') {
       this.failed.add(p.name);
+    } else if (outcome.kind === 'superseded') {
+      this.supersede(p, outcome.built);
     }
   }
 }

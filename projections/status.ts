@@ -16,7 +16,10 @@ const LAG_COUNT_CAP = 10_000;
 export interface ProjectionStatus {
   name: string;
   version: number;
-  state: ProjectionState;
+  /** The variant the read model was built for (null: built before variants were recorded). */
+  variant: string | null;
+  /** `superseded`: another version of the CRM built the read model this process would write (`supersedes`). */
+  state: ProjectionState | 'superseded';
   position: bigint;
   headPosition: bigint;
   /**
@@ -141,6 +144,7 @@ export async function readProjectionStatus(
       return {
         name: cp.name,
         version: cp.version,
+        variant: cp.variant,
         state: cp.state,
         position: cp.position,
         headPosition: head,

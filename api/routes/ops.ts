@@ -152,7 +152,9 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
     const starting = statuses.filter((p) => p.state === 'starting');
     if (starting.length) reasons.push(`projections have not started: ${starting[0]!.lastError ?? 'they start by themselves'}`);
     for (const p of statuses) {
-      if (p.state === 'failed' || p.state === 'stopped')
+      // Not the operator's fault in the read model: this process is the one to stop (every replica of it alike).
+      if (p.state === 'superseded') reasons.push(`projection ${p.name} is superseded: ${p.lastError ?? 'another version of the CRM rebuilt its read model'}`);
+      else if (p.state === 'failed' || p.state === 'stopped')
         reasons.push(
           detailed
             ? `projection ${p.name} is ${p.state}${describePoison(p)}${p.lastError ? `: ${p.lastError}` : ''}`

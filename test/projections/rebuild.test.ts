@@ -572,6 +572,71 @@ describe('version change', () => {
     expect(rows[0]!.version).toBe(projections.find((p) => p.name === 'customers')!.version);
   });
 
+  it('an older process still running when a newer one rebuilt a read model writes nothing more to it, and says so', async () => {
+    const schema = `${h.schemas.read}_side`;
+    await projectAll(h, schema, projections);
+    const customers = projections.find((p) => p.name === 'customers')!;
+    let swapped = false;
+    let olderAppliesAfterSwap = 0;
+    const older = projections.map((p) =>
+      p === customers
+        ? {
+            ...p,
+            apply: async (...args: Parameters<typeof p.apply>) => {
+              if (swapped) olderAppliesAfterSwap += 1;
+              return p.apply(...args);
+            },
+          }
+        : p,
+    );
+    const said: { message: string; details?: Record<string, unknown> }[] = [];
+    const first = new ProjectionRunner({
+      db: h.database.db,
+      store: h.store,
+      schema,
+      projections: older,
+      codec: h.codec,
+      concurrent: true,
+      log: (message, details) => void said.push({ message, details }),
+    });
+    await first.start();
+    const bumped = projections.map((p) => (p === customers ? { ...p, version: p.version + 1 } : p));
+    const second = rebuildingRunner(h, schema, `${h.schemas.read}_siderep`, bumped);
+    try {
+      await second.start();
+      swapped = true;
+      const { position } = await h.run({
+        type: 'RegisterCustomer',
+        customerId: randomUUID(),
+        name: 'Registered after the upgrade',
+        email: `after-upgrade-${randomUUID()}@example.com`,
+        source: 'web',
+        marketingConsent: false,
+      });
+      await second.waitForPosition(position, 10_000);
+      // The older process learns it from its next batch, or from its watchdog's next look.
+      await expect.poll(async () => (await first.status()).find((s) => s.name === 'customers')?.state, { timeout: 5_000 }).toBe('superseded');
+      await first.waitForPosition(position, 5_000);
+      expect(olderAppliesAfterSwap).toBe(0);
+      expect(first.stoppedBefore(position, ['customers'])?.message).toMatch(/customers \(superseded at \d+\).*stop it, or run that version here/);
+      const status = (await first.status()).find((s) => s.name === 'customers')!;
+      expect(status.lastError).toMatch(
+        new RegExp(`rebuilt by version ${customers.version + 1} of this projection, and this process runs version ${customers.version}`),
+      );
+      expect(said.filter((s) => s.message === 'projection stopped here: another version of the CRM rebuilt its read model')).toHaveLength(1);
+      // The other projections of the older process carry on: only the one rebuilt changed hands.
+      expect((await first.status()).filter((s) => s.state !== 'running').map((s) => s.name)).toEqual(['customers']);
+      const { rows } = await sql<{ version: number; position: string }>`SELECT version, position::text FROM ${sql.id(schema, 'projection_checkpoints')}
+        WHERE name = 'customers'`.execute(h.database.db);
+      expect(rows[0]!.version).toBe(customers.version + 1);
+      const reference = await replayInto({ ...deps(), projections: bumped, schema: `${h.schemas.read}_sideref`, untilPosition: BigInt(rows[0]!.position) });
+      expect((await compareSchemas(h.database.db, schema, reference.schema, ['customers'])).filter((t) => !t.equal)).toEqual([]);
+    } finally {
+      await second.stop();
+      await first.stop();
+    }
+  });
+
   it('rebuilds a projection whose version changed at start, the old tables serving meanwhile', async () => {
     const schema = `${h.schemas.read}_v`;
     const reportingSchema = `${h.schemas.read}_vrep`;
