@@ -16,6 +16,7 @@ import { createCursorSeal } from './cursor-seal.ts';
 import type { ApiDeps, TrustedProxies } from './deps.ts';
 import { problemErrorHandler } from './errors.ts';
 import { requestIdOf } from './http.ts';
+import { looksSecret } from '../shared/loggable-url.ts';
 import { createIdempotencyGuard } from './idempotency.ts';
 import { registerJsonBody } from './json-body.ts';
 import { describeApi } from './openapi.ts';
@@ -74,8 +75,12 @@ export const REDACTED_PATHS = [
   '*.subject',
 ];
 
-/** A path segment kept in the log: a word of a route, an id; any other (an address sent as an id) is not. */
-const LOGGABLE_SEGMENT = /^(?:[a-z][a-z0-9._-]{0,63}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9]{1,20})$/i;
+/** An id a path segment may be: a UUID or a number. */
+const ID_SEGMENT = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9]{1,20})$/i;
+/** A word a route may hold: lower case. One that reads like a token (an API key sent as a segment) is not kept. */
+const WORD_SEGMENT = /^[a-z][a-z0-9._-]{0,63}$/;
+/** A path segment kept in the log: an id, or a word of a route; any other (an address or a key sent as an id) is not. */
+const loggableSegment = (segment: string): boolean => segment === '' || ID_SEGMENT.test(segment) || (WORD_SEGMENT.test(segment) && !looksSecret(segment));
 
 /**
  * Logged request: method and path only; query strings carry searches by name and email, and a path
@@ -87,7 +92,7 @@ const requestSerializer = (request: FastifyRequest) => ({
   url: request.url
     .split('?')[0]!
     .split('/')
-    .map((segment) => (segment === '' || LOGGABLE_SEGMENT.test(segment) ? segment : '[redacted]'))
+    .map((segment) => (loggableSegment(segment) ? segment : '[redacted]'))
     .join('/'),
   route: request.routeOptions?.url,
   apiKeyId: request.apiKey?.id,

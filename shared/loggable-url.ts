@@ -38,7 +38,7 @@ const DEFAULT_PORTS: Record<string, string> = {
  * or 8 or more mixing two of lower case, upper case and digits (a UUID, `T01ABCDEF`, a base64 token).
  * `webhooks`, `v2`, `crm-events`, `test` and numeric ids shorter than 20 read as they are.
  */
-const looksSecret = (part: string): boolean => {
+export const looksSecret = (part: string): boolean => {
   if (part.length >= 20) return true;
   if (part.length < 8) return false;
   const kinds = [/[a-z]/, /[A-Z]/, /[0-9]/].filter((kind) => kind.test(part)).length;

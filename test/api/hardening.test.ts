@@ -40,11 +40,26 @@ describe('logs', () => {
     // An address sent where an id goes, to a route and to none.
     await logged.inject({ method: 'GET', url: `/customers/${encodeURIComponent(email)}`, headers: h.auth('sales') });
     await logged.inject({ method: 'GET', url: `/no-such/${email}/timeline`, headers: h.auth('sales') });
+    // A key pasted where an id goes, to a route and to none; a name with a dot.
+    await logged.inject({ method: 'GET', url: `/customers/${key}`, headers: h.auth('sales') });
+    await logged.inject({ method: 'GET', url: `/${key}/customers`, headers: h.auth('sales') });
+    await logged.inject({ method: 'GET', url: '/customers/secret.person.of.note', headers: h.auth('sales') });
     const all = logLines.join('');
+    expect(all).toContain('"url":"/[redacted]/customers"');
     expect(all).toContain('"url":"/customers/[redacted]"');
     expect(all).toContain('"url":"/no-such/[redacted]/timeline"');
     expect(all).toContain('log-test-1'); // the request id is logged: logging did happen
-    for (const secret of [h.keys.sales, h.keys.admin, key, 'crm_wrong-key-but-still-a-secret', email, 'secret.person', 'Secret Person', '+1 555 0100']) {
+    for (const secret of [
+      h.keys.sales,
+      h.keys.admin,
+      key,
+      'crm_wrong-key-but-still-a-secret',
+      email,
+      'secret.person',
+      'Secret Person',
+      '+1 555 0100',
+      key.slice(4),
+    ]) {
       expect(all).not.toContain(secret);
     }
   });
