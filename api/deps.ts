@@ -114,6 +114,8 @@ export interface ApiDeps {
   /** Read models and the api_keys table always live here, whatever the event engine. */
   database: SqlDatabase;
   schemas: { events: string; read: string; reporting?: string };
+  /** The installation's key for idempotency fingerprints (EmailIndex.fingerprintKey); without it, unkeyed. */
+  fingerprintKey?: Uint8Array;
   projections: ReadModelProgress;
   /** projections/queries bound to `database` and `schemas.read`. */
   queries: ReadModelQueries;

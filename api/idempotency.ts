@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { sql, type Generated, type Kysely } from 'kysely';
 import { ProblemError } from './problems.ts';
 
@@ -58,11 +58,16 @@ const canonical = (value: unknown): string => {
 /** `METHOD /route` of a request. */
 const routeOf = (request: IdempotentRequest): string => `${request.method} ${request.route}`;
 
-/** sha256 of the route, resource and body (field order ignored): what makes two requests the same. */
-export const fingerprintOf = (request: IdempotentRequest): string =>
-  createHash('sha256')
-    .update(canonical([routeOf(request), request.resourceId, request.body ?? null]))
-    .digest('hex');
+/**
+ * HMAC-SHA-256 under the installation's key of the route, resource and body (field order ignored):
+ * what makes two requests the same. Unkeyed (without a key, and in rows stored before fingerprints
+ * were keyed), a row let anyone holding the table test guessed bodies: a forgotten customer's address
+ * or phone number, since the rows outlive the forget.
+ */
+export const fingerprintOf = (request: IdempotentRequest, key?: Uint8Array): string => {
+  const text = canonical([routeOf(request), request.resourceId, request.body ?? null]);
+  return (key ? createHmac('sha256', key) : createHash('sha256')).update(text).digest('hex');
+};
 
 /** `idempotency_keys`, for kysely. */
 type IdempotencyTables = {
@@ -78,7 +83,14 @@ type IdempotencyTables = {
   };
 };
 
-export function createIdempotencyGuard(handle: Kysely<unknown>, options: { schema: string }): IdempotencyGuard {
+export function createIdempotencyGuard(
+  handle: Kysely<unknown>,
+  options: {
+    schema: string;
+    /** The installation's key for fingerprints (EmailIndex.fingerprintKey); without it, unkeyed. */
+    fingerprintKey?: Uint8Array;
+  },
+): IdempotencyGuard {
   const db = handle.withTables<IdempotencyTables>();
   const { schema } = options;
   const table = sql.id(schema, 'idempotency_keys');
@@ -122,7 +134,9 @@ export function createIdempotencyGuard(handle: Kysely<unknown>, options: { schem
     },
     async claim(apiKeyId, key, request) {
       const route = routeOf(request);
-      const fingerprint = fingerprintOf(request);
+      const fingerprint = fingerprintOf(request, options.fingerprintKey);
+      // A row stored before fingerprints were keyed holds the unkeyed one: a retry of that request is the same.
+      const same = (stored: string) => stored === fingerprint || (options.fingerprintKey !== undefined && stored === fingerprintOf(request));
       const rows = await db
         .withSchema(schema)
         .selectFrom('idempotency_keys')
@@ -132,11 +146,11 @@ export function createIdempotencyGuard(handle: Kysely<unknown>, options: { schem
         .execute();
       const own = rows.find((r) => r.api_key_id === apiKeyId);
       if (own) {
-        if (own.fingerprint !== fingerprint) throw conflict(own.route);
+        if (!same(own.fingerprint)) throw conflict(own.route);
         return commandKeyOf(apiKeyId, key);
       }
       // The retry of a request recorded before keys were scoped: its events derive from the bare key.
-      if (rows.some((r) => r.api_key_id === UNSCOPED && r.fingerprint === fingerprint)) return key;
+      if (rows.some((r) => r.api_key_id === UNSCOPED && same(r.fingerprint))) return key;
       const inserted = await db
         .withSchema(schema)
         .insertInto('idempotency_keys')
@@ -153,7 +167,7 @@ export function createIdempotencyGuard(handle: Kysely<unknown>, options: { schem
           .where('api_key_id', '=', apiKeyId)
           .where('key', '=', key)
           .executeTakeFirst();
-        if (first && first.fingerprint !== fingerprint) throw conflict(first.route);
+        if (first && !same(first.fingerprint)) throw conflict(first.route);
       }
       return commandKeyOf(apiKeyId, key);
     },

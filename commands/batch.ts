@@ -133,6 +133,8 @@ export interface BatchCommandDeps {
    * cannot be tested against ids without it.
    */
   customerIdKey: Uint8Array;
+  /** The installation's key for idempotency fingerprints, as the one-at-a-time handler's (CrmCommandDeps.fingerprintKey). */
+  fingerprintKey?: Uint8Array;
 }
 
 /**
@@ -456,7 +458,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     try {
       const key = item.ctx.idempotencyKey;
       if (!key) throw new TypeError('A batch command needs an idempotency key (its events ids derive from it)');
-      const p = prepareCommand(item.command, item.ctx, clock());
+      const p = prepareCommand(item.command, item.ctx, clock(), deps.fingerprintKey);
       if (NOT_IN_BATCH.has(p.type)) throw invalidState('command.not_in_batch', `${p.type} cannot be run in a batch; send it on its own`, 'type');
       fillDerivedIds(p, item.ctx.actor.userId);
       return { prepared: p, firstEventId: eventIdFor(p.stream, key, 0) };

@@ -105,5 +105,19 @@ const memberOrder = (keys: string[]): [string, string][] => {
   return order;
 };
 
-/** SHA-256 of the command's canonical JSON (keys sorted): equal for a retry, different for another request. */
+/**
+ * SHA-256 of the command's canonical JSON (keys sorted): equal for a retry, different for another
+ * request. The fingerprint events stored before fingerprints were keyed (`keyedCommandHash`) carry.
+ */
 export const commandHash = (command: unknown): string => hash('sha256', canonicalJson(command) ?? 'undefined', 'base64url');
+
+/**
+ * The fingerprint stored with a command's events: HMAC-SHA-256 of its canonical JSON under the
+ * installation's key (EmailIndex.fingerprintKey). Unkeyed, the fingerprint of a command that carried a
+ * phone number let anyone holding the events find the number by trying every one, also after the
+ * customer was forgotten and their data key deleted.
+ */
+export const keyedCommandHash = (key: Uint8Array, command: unknown): string =>
+  createHmac('sha256', key)
+    .update(canonicalJson(command) ?? 'undefined')
+    .digest('base64url');

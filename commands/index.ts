@@ -3,7 +3,6 @@ import { eventSchemas, schemaVersionOf, type CrmEventType } from '../domain/cata
 import type { MergeCustomer } from '../domain/customer/commands.ts';
 import { customerSnapshot, decideMerge, MAX_MERGE_CHAIN, type CustomerSnapshot } from '../domain/customer/decider.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
-import { EventMetadata } from '../domain/metadata.ts';
 import { MAX_APPEND_BYTES, type AppendResult, type EventStore, type NewEvent, type StreamRead } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
 import { type PersonalData } from '../eventstore/personal-data.ts';
@@ -41,6 +40,8 @@ import {
   prepareCommand,
   protectForCommand,
   type DomainEventList,
+  sameCommand,
+  type Fingerprinted,
   type PreparedCommand,
   type StoredMetadata,
 } from './prepare.ts';
@@ -80,24 +81,24 @@ export interface CrmCommandDeps {
   userWithAddress?: (email: string) => Promise<string | undefined>;
   /** Per-stream queue and the time bound on waiting and re-deciding (stream-queue.ts). */
   queue?: Partial<StreamQueueOptions>;
+  /**
+   * The installation's key for idempotency fingerprints (EmailIndex.fingerprintKey, commands/ids.ts
+   * `keyedCommandHash`); without it (tests of other concerns) fingerprints are unkeyed.
+   */
+  fingerprintKey?: Uint8Array;
 }
 
 /**
  * The first result of a command retried with the same idempotency key: the events whose ids derive
  * from (stream, key, index). The key used before for a different request is a conflict, not a retry.
  */
-export const firstResult = (
-  id: string,
-  stream: string,
-  ids: Map<string, EventRef>,
-  metadata: Pick<EventMetadata, 'idempotencyKey' | 'commandHash'>,
-): CommandResult | undefined => {
-  const key = metadata.idempotencyKey;
+export const firstResult = (id: string, stream: string, ids: Map<string, EventRef>, sent: Fingerprinted): CommandResult | undefined => {
+  const key = sent.metadata.idempotencyKey;
   if (!key) return undefined;
   const eventIds: string[] = [];
   for (let i = 0; ids.has(eventIdFor(stream, key, i)); i++) eventIds.push(eventIdFor(stream, key, i));
   if (eventIds.length === 0) return undefined;
-  if (ids.get(eventIds[0]!)!.commandHash !== metadata.commandHash) throw new IdempotencyConflict(eventIds[0]!, stream);
+  if (!sameCommand(ids.get(eventIds[0]!)!.commandHash, sent)) throw new IdempotencyConflict(eventIds[0]!, stream);
   const last = ids.get(eventIds.at(-1)!)!;
   return { id, stream, revision: last.revision, position: last.position, eventIds };
 };
@@ -144,17 +145,12 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
    * stream was loaded from has no revision or position held: those are read from the stored stream
    * (a retry of a command older than the process's first read of its stream; rare).
    */
-  const firstResultOf = async (
-    kind: AggregateKind,
-    id: string,
-    loaded: LoadedStream<unknown>,
-    metadata: Pick<EventMetadata, 'idempotencyKey' | 'commandHash'>,
-  ): Promise<CommandResult | undefined> => {
+  const firstResultOf = async (kind: AggregateKind, id: string, loaded: LoadedStream<unknown>, sent: Fingerprinted): Promise<CommandResult | undefined> => {
     const stream = streamOf(kind, id);
-    const key = metadata.idempotencyKey;
+    const key = sent.metadata.idempotencyKey;
     const first = key === undefined ? undefined : eventIdFor(stream, key, 0);
     const older = first !== undefined && !loaded.ids.has(first) && loaded.savedIds?.hashOf(first) !== undefined;
-    return firstResult(id, stream, older ? await storedIds(stream) : loaded.ids, metadata);
+    return firstResult(id, stream, older ? await storedIds(stream) : loaded.ids, sent);
   };
 
   const customerOf = async (customerId: string, from: Load = load): Promise<CustomerSnapshot> => customerSnapshot((await from('customer', customerId)).state);
@@ -219,7 +215,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       const loaded = await from(kind, id);
       if (!loaded.state.exists || (kind === 'customer' ? await customerVisible(id) : await recordVisible(kind, id))) return;
       // The retry of this very create (same Idempotency-Key and request) answers its first result, as ever.
-      const retried = await firstResultOf(kind, id, loaded, prepared.metadata).catch(() => undefined);
+      const retried = await firstResultOf(kind, id, loaded, prepared).catch(() => undefined);
       if (retried === undefined)
         throw notFound(
           `${kind}.not_found`,
@@ -300,14 +296,9 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
    * After an append failed: this keyed command's first result when a retry of it won the race (the
    * loser finds the winner's events; their ciphertext differs, so the store cannot tell).
    */
-  const storedByRetry = async (
-    error: unknown,
-    id: string,
-    stream: string,
-    metadata: Pick<EventMetadata, 'idempotencyKey' | 'commandHash'>,
-  ): Promise<CommandResult | undefined> =>
-    metadata.idempotencyKey && (error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict)
-      ? firstResult(id, stream, await storedIds(stream), metadata)
+  const storedByRetry = async (error: unknown, id: string, stream: string, sent: Fingerprinted): Promise<CommandResult | undefined> =>
+    sent.metadata.idempotencyKey && (error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict)
+      ? firstResult(id, stream, await storedIds(stream), sent)
       : undefined;
 
   /** Validates, encrypts and appends decided events at `revision`; a concurrent retry of the same key returns the first result. */
@@ -316,11 +307,11 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     id: string,
     decided: DomainEventList,
     base: LoadedStream<unknown>,
-    metadata: Omit<EventMetadata, 'schemaVersion'>,
+    sent: Fingerprinted,
   ): Promise<CommandResult> => {
     const stream = streamOf(kind, id);
     const revision = base.revision;
-    const { events, plain } = await encode(stream, decided, metadata);
+    const { events, plain } = await encode(stream, decided, sent.metadata);
     try {
       const result = await store.appendToStream(stream, events, { expectedRevision: revision < 0 ? 'no_stream' : revision });
       cache.appended(kind, id, base, plain, { revision: result.nextExpectedRevision, position: result.position });
@@ -328,7 +319,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     } catch (error) {
       // Someone else wrote, or the outcome is unknown: the next load catches up from the store.
       cache.stale(stream);
-      const first = await storedByRetry(error, id, stream, metadata);
+      const first = await storedByRetry(error, id, stream, sent);
       if (first) return first;
       throw error;
     }
@@ -338,10 +329,10 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     kind: AggregateKind,
     id: string,
     ctx: CommandContext,
-    metadata: Omit<EventMetadata, 'schemaVersion'>,
-    command: Record<string, unknown>,
+    sent: Fingerprinted & Pick<PreparedCommand, 'command'>,
     mode: 'fresh' | 'cached' = 'cached',
   ): Promise<CommandResult> => {
+    const { command } = sent;
     const stream = streamOf(kind, id);
     // Decided on the kept state: the append's expected revision catches a stale one (the queue then
     // decides again), and an answer without an append (a refusal, a claim that does not match,
@@ -349,20 +340,20 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     const loaded = await cache.load(kind, id, mode, commandTargets[command.type as CommandType].creates);
     let decided: DomainEventList;
     try {
-      const first = await firstResultOf(kind, id, loaded, metadata);
+      const first = await firstResultOf(kind, id, loaded, sent);
       if (first) return first;
       assertExpected(stream, ctx, loaded.revision);
       decided = decide(kind, command, loaded.state);
     } catch (error) {
       // No append checks an answer without events: one decided on the kept state is decided again on the store's.
-      if (mode === 'cached') return run(kind, id, ctx, metadata, command, 'fresh');
+      if (mode === 'cached') return run(kind, id, ctx, sent, 'fresh');
       throw error;
     }
     if (decided.length === 0) {
-      if (mode === 'cached') return run(kind, id, ctx, metadata, command, 'fresh');
+      if (mode === 'cached') return run(kind, id, ctx, sent, 'fresh');
       return { id, stream, revision: loaded.revision, position: loaded.position, eventIds: [] };
     }
-    return append(kind, id, decided, loaded, metadata);
+    return append(kind, id, decided, loaded, sent);
   };
 
   /**
@@ -375,13 +366,14 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
    * `decideMerge` sees the duplicate already pointing at this primary and records only the primary's
    * side (`crm verify` names those no retry can complete).
    */
-  const merge = async (command: MergeCustomer, ctx: CommandContext, metadata: Omit<EventMetadata, 'schemaVersion'>): Promise<CommandResult> => {
+  const merge = async (command: MergeCustomer, ctx: CommandContext, sent: Fingerprinted): Promise<CommandResult> => {
+    const { metadata } = sent;
     const primaryStream = streamOf('customer', command.customerId);
     const duplicateStream = streamOf('customer', command.duplicateId);
     const [primary, duplicate] = await Promise.all([load('customer', command.customerId), load('customer', command.duplicateId)]);
-    const firstPrimary = await firstResultOf('customer', command.customerId, primary, metadata);
+    const firstPrimary = await firstResultOf('customer', command.customerId, primary, sent);
     if (firstPrimary) {
-      const firstDuplicate = await firstResultOf('customer', command.duplicateId, duplicate, metadata);
+      const firstDuplicate = await firstResultOf('customer', command.duplicateId, duplicate, sent);
       return { ...firstPrimary, eventIds: [...(firstDuplicate?.eventIds ?? []), ...firstPrimary.eventIds] };
     }
     assertExpected(primaryStream, ctx, primary.revision);
@@ -390,7 +382,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     if (decided.primary.length === 0) {
       return { id: command.customerId, stream: primaryStream, revision: primary.revision, position: primary.position, eventIds: [] };
     }
-    if (decided.duplicate.length === 0) return append('customer', command.customerId, decided.primary, primary, metadata);
+    if (decided.duplicate.length === 0) return append('customer', command.customerId, decided.primary, primary, sent);
     const sides = [
       { id: command.duplicateId, stream: duplicateStream, base: duplicate, ...(await encode(duplicateStream, decided.duplicate, metadata)) },
       { id: command.customerId, stream: primaryStream, base: primary, ...(await encode(primaryStream, decided.primary, metadata)) },
@@ -404,9 +396,9 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       // Someone else wrote, or the outcome is unknown: the next loads catch up from the store. A lost
       // race (WrongExpectedRevision) is decided again by the queue; nothing of this merge was stored.
       for (const side of sides) cache.stale(side.stream);
-      const first = await storedByRetry(error, command.customerId, primaryStream, metadata);
+      const first = await storedByRetry(error, command.customerId, primaryStream, sent);
       if (first) {
-        const firstDuplicate = firstResult(command.duplicateId, duplicateStream, await storedIds(duplicateStream), metadata);
+        const firstDuplicate = firstResult(command.duplicateId, duplicateStream, await storedIds(duplicateStream), sent);
         return { ...first, eventIds: [...(firstDuplicate?.eventIds ?? []), ...first.eventIds] };
       }
       throw error;
@@ -481,7 +473,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       try {
         const { metadata, command } = prepared;
         await readReferences(prepared, ctx, from);
-        const first = await firstResultOf(kind, id, base, metadata);
+        const first = await firstResultOf(kind, id, base, prepared);
         if (first) {
           outcomes.push({ value: first });
           continue;
@@ -571,7 +563,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   };
 
   const execute = async (input: { type: string; [field: string]: unknown }, ctx: CommandContext): Promise<CommandResult> => {
-    const prepared = prepareCommand(input, ctx, clock());
+    const prepared = prepareCommand(input, ctx, clock(), deps.fingerprintKey);
     const result = await (
       !decidedAlone(prepared.type, deps)
         ? // Grouped with this process's other commands waiting on the stream; the group is decided again after a lost race.
@@ -610,14 +602,14 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   };
 
   const decideAlone = async (prepared: PreparedCommand, ctx: CommandContext): Promise<CommandResult> => {
-    const { type, id, metadata, command } = prepared;
+    const { type, id, command } = prepared;
     switch (type) {
       case 'MergeCustomer':
         await assertVisible(prepared, ctx.scope);
-        return merge(command as unknown as MergeCustomer, ctx, metadata);
+        return merge(command as unknown as MergeCustomer, ctx, prepared);
       case 'ForgetCustomer': {
         await assertVisible(prepared, ctx.scope);
-        const result = await run('customer', id, ctx, metadata, command);
+        const result = await run('customer', id, ctx, prepared);
         // After CustomerForgotten is stored; re-run on every retry so an interrupted forget completes.
         await personalData.forget(id);
         // A duplicate merged into this customer is the same person registered twice: forgotten too,
@@ -648,11 +640,11 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       case 'ChangeUser':
         // A user's registration or change, with their address held in the users' email index.
         await readReferences(prepared, ctx, load);
-        return withUserEmailClaim(deps.userEmailIndex!, command, () => run(prepared.kind, id, ctx, metadata, command), userOf, deps.userWithAddress);
+        return withUserEmailClaim(deps.userEmailIndex!, command, () => run(prepared.kind, id, ctx, prepared), userOf, deps.userWithAddress);
       default:
         // A customer's registration or email change, with the address held in the email index.
         await readReferences(prepared, ctx, load);
-        return withEmailClaim(deps.emailIndex!, command, () => run(prepared.kind, id, ctx, metadata, command), customerOf, visibleTo(ctx.scope));
+        return withEmailClaim(deps.emailIndex!, command, () => run(prepared.kind, id, ctx, prepared), customerOf, visibleTo(ctx.scope));
     }
   };
 

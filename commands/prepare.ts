@@ -7,8 +7,8 @@ import { EventMetadata } from '../domain/metadata.ts';
 import { BUSINESS_TIME_SKEW_MS, inNfc, isBeyondNow } from '../domain/shared.ts';
 import { CustomerDataKeyMissing, PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
 import { aggregateRegistry, streamOf } from './aggregates.ts';
-import { meaningHash } from './fingerprint.ts';
-import { commandHash, createdIdFor, uuidV5 } from './ids.ts';
+import { meaningOf } from './fingerprint.ts';
+import { commandHash, createdIdFor, keyedCommandHash, uuidV5 } from './ids.ts';
 import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type CommandType } from './schemas.ts';
 import type { CommandContext } from './context.ts';
 
@@ -32,8 +32,9 @@ export interface PreparedCommand {
   /** Ids the handler fills so that `decide` stays pure; stable across retries of the same key. */
   derived: (what: string) => string;
   /**
-   * Other fingerprints that name this same command (an import's, by meaning: those earlier imports
-   * stored for the row, ctx.fingerprint); worked out only when the stored one differs.
+   * Other fingerprints that name this same command: its unkeyed one (events stored before fingerprints
+   * were keyed), and an import's by meaning (those earlier imports stored for the row, ctx.fingerprint);
+   * worked out only when the stored one differs.
    */
   earlierHashes?: () => string[];
   /**
@@ -43,6 +44,24 @@ export interface PreparedCommand {
    */
   untimedHashes?: () => string[];
 }
+
+/** What telling a retry of a command from another command under the same key needs. */
+export type Fingerprinted = Pick<PreparedCommand, 'metadata' | 'earlierHashes'>;
+
+/** Whether the fingerprint stored under the command's key is this command's, in its current or an earlier form. */
+export const sameCommand = (stored: string | undefined, sent: Fingerprinted): boolean =>
+  stored === sent.metadata.commandHash || (stored !== undefined && (sent.earlierHashes?.().includes(stored) ?? false));
+
+/**
+ * The fingerprints of commands under the installation's key (`keyedCommandHash`): `stored` is the one
+ * new events carry, `every` adds the unkeyed form events stored before carry. Without a key (tests of
+ * other concerns), unkeyed.
+ */
+const fingerprintsUnder = (key: Uint8Array | undefined) => ({
+  stored: (command: unknown): string => (key ? keyedCommandHash(key, command) : commandHash(command)),
+  every: (command: unknown): string[] => (key ? [keyedCommandHash(key, command), commandHash(command)] : [commandHash(command)]),
+});
+type Fingerprints = ReturnType<typeof fingerprintsUnder>;
 
 // Built once: zod compiles a schema on first use, and `omit` makes a new one each call.
 const StoredMetadataSchema = EventMetadata.omit({ schemaVersion: true });
@@ -62,7 +81,7 @@ const PERSON_REF_FIELDS = ['ownerId', 'assigneeId', 'responderId'] as const;
  * changed them (none otherwise): an import fingerprinted a row before they were, with the spelling of
  * its file, and the same file imported again is the same row.
  */
-const hashesAsSpelt = (type: CommandType, payload: Record<string, unknown>, fields: Record<string, unknown>): string[] => {
+const hashesAsSpelt = (type: CommandType, payload: Record<string, unknown>, fields: Record<string, unknown>, fingerprints: Fingerprints): string[] => {
   let spelt: Record<string, unknown> | undefined;
   for (const [field, read] of Object.entries(payload)) {
     const sent = fields[field];
@@ -70,14 +89,22 @@ const hashesAsSpelt = (type: CommandType, payload: Record<string, unknown>, fiel
     const personRef = (PERSON_REF_FIELDS as readonly string[]).includes(field);
     if (personRef || inNfc(sent.trim()) === read) (spelt ??= { ...payload })[field] = sent.trim();
   }
-  return spelt ? [meaningHash({ type, ...spelt }), commandHash({ type, ...spelt })] : [];
+  return spelt ? [...fingerprints.every(meaningOf({ type, ...spelt })), ...fingerprints.every({ type, ...spelt })] : [];
 };
 
 /** Times of a payload that tell when something happened, so not later than now (beyond the clock skew). */
 const HAPPENED_FIELDS = ['occurredAt', 'stageEnteredAt'] as const;
 
-/** Validates the payload (throws ZodError naming the field) and builds the metadata and ids. */
-export const prepareCommand = (input: { type: string; [field: string]: unknown }, ctx: CommandContext, now: Date): PreparedCommand => {
+/**
+ * Validates the payload (throws ZodError naming the field) and builds the metadata and ids; the
+ * fingerprint of a keyed command is taken under `fingerprintKey` (EmailIndex.fingerprintKey).
+ */
+export const prepareCommand = (
+  input: { type: string; [field: string]: unknown },
+  ctx: CommandContext,
+  now: Date,
+  fingerprintKey?: Uint8Array,
+): PreparedCommand => {
   const { type, ...fields } = input;
   if (!isCommandType(type)) throw invalid('type', `Unknown command type ${JSON.stringify(type)}`, type);
   const payload = commandSchemas[type].parse(fields) as Record<string, unknown>;
@@ -90,13 +117,16 @@ export const prepareCommand = (input: { type: string; [field: string]: unknown }
       throw invalid(field, `must not be more than ${BUSINESS_TIME_SKEW_MS / 60_000} minutes in the future`, at);
   }
   const occurredAt = (payload.occurredAt as string | undefined) ?? ctx.occurredAt ?? now.toISOString();
+  const fingerprints = fingerprintsUnder(fingerprintKey);
   const metadata = StoredMetadataSchema.parse({
     actor: ctx.actor,
     correlationId: ctx.correlationId,
     causationId: ctx.causationId ?? null,
     occurredAt,
     command: type,
-    ...(key !== undefined ? { idempotencyKey: key, commandHash: ctx.fingerprint ? meaningHash({ type, ...payload }) : commandHash({ type, ...payload }) } : {}),
+    ...(key !== undefined
+      ? { idempotencyKey: key, commandHash: fingerprints.stored(ctx.fingerprint ? meaningOf({ type, ...payload }) : { type, ...payload }) }
+      : {}),
     ...(reasonOf(payload, ctx) !== undefined ? { reason: reasonOf(payload, ctx) } : {}),
   });
   const id = (payload[target.idField] as string | undefined) ?? (key ? createdIdFor(type, key) : randomUUID());
@@ -112,11 +142,15 @@ export const prepareCommand = (input: { type: string; [field: string]: unknown }
       return former.success ? [{ type: formerType, ...(former.data as Record<string, unknown>) }] : [];
     });
   // Stored as its text (importers before fingerprints by meaning) or by its meaning (since).
-  const bothHashes = (command: Record<string, unknown>) => [commandHash(command), meaningHash(command)];
+  const bothHashes = (command: Record<string, unknown>) => [...fingerprints.every(command), ...fingerprints.every(meaningOf(command))];
   const earlierHashes =
-    key !== undefined && ctx.fingerprint
-      ? () => [commandHash({ type, ...payload }), ...hashesAsSpelt(type, payload, fields), ...formerCommands().flatMap(bothHashes)]
-      : undefined;
+    key === undefined
+      ? undefined
+      : ctx.fingerprint
+        ? () => [...bothHashes({ type, ...payload }), ...hashesAsSpelt(type, payload, fields, fingerprints), ...formerCommands().flatMap(bothHashes)]
+        : fingerprintKey
+          ? () => [commandHash({ type, ...payload })]
+          : undefined;
   const untimedHashes =
     key !== undefined && ctx.fingerprint && typeof payload.occurredAt === 'string'
       ? () => [{ type, ...payload }, ...formerCommands()].flatMap(({ occurredAt: _time, ...untimed }) => bothHashes(untimed))

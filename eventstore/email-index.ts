@@ -48,6 +48,14 @@ export interface EmailIndex {
    * the installation's lookup key, so it is the same under every master key and in every process.
    */
   readonly customerIdKey: Buffer;
+  /**
+   * The key commands' idempotency fingerprints are taken under (commands/ids.ts `keyedCommandHash`, and
+   * the API's `idempotency_keys`): a fingerprint of a command that carried personal data, kept in the
+   * event's metadata for ever, must not let a copy of the events test guessed values (a phone number
+   * is a million guesses), also after the customer was forgotten. Derived from the lookup key as
+   * `customerIdKey` is: the same under every master key, and in every process.
+   */
+  readonly fingerprintKey: Buffer;
 }
 
 /** `fresh`: this claim took the address (it was free); otherwise the customer already held it. */
@@ -150,6 +158,7 @@ export async function createEmailIndex(db: Kysely<unknown>, options: EmailIndexO
     },
     // A key of its own for another use of the one secret: an id reveals nothing of the index's keys.
     customerIdKey: createHmac('sha256', key).update('crm imported customer ids v1').digest(),
+    fingerprintKey: createHmac('sha256', key).update('crm command fingerprints v1').digest(),
   };
 }
 

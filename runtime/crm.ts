@@ -436,7 +436,14 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const emailIndex = await createEmailIndex(database.db, indexOptions);
     const userEmailIndex = await createEmailIndex(database.db, { ...indexOptions, holder: 'user' });
     const userWithAddressIn = (email: string) => userWithAddress(database.db, config.schemas.read, email);
-    const commands = createCrmCommands({ store, personalData, emailIndex, userEmailIndex, userWithAddress: userWithAddressIn });
+    const commands = createCrmCommands({
+      store,
+      personalData,
+      emailIndex,
+      userEmailIndex,
+      userWithAddress: userWithAddressIn,
+      fingerprintKey: emailIndex.fingerprintKey,
+    });
     if (!options.holdSetUpLock) await setUpDone();
     // Live only: forgetting reaches the registered copies (`crm replay`) through `forget_in_copies`.
     const projections: Projection[] = [
@@ -732,7 +739,13 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     if (redis) closing.add('redis', () => redis.quit().then(() => undefined));
     // Bulk imports over HTTP: the same batch handler as `crm import`, stopped between batches on close.
     const importMaxBytes = overrides.importMaxBytes ?? IMPORT_MAX_BYTES;
-    const batch = createBatchCommands({ store, personalData, emailIndex, customerIdKey: emailIndex.customerIdKey });
+    const batch = createBatchCommands({
+      store,
+      personalData,
+      emailIndex,
+      customerIdKey: emailIndex.customerIdKey,
+      fingerprintKey: emailIndex.fingerprintKey,
+    });
     // Recorded in the read schema, so that every replica answers for every import.
     const importRecords = createImportJobRecords(database.db, config.schemas.read, livenessOn(database, sessionLock));
     const imports = createImportJobs({
@@ -752,6 +765,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       commands,
       database,
       schemas: config.schemas,
+      fingerprintKey: emailIndex.fingerprintKey,
       projections: progress,
       queries: createReadModelQueries({ db: database.db, schema: config.schemas.read, baseCurrency: config.baseCurrency }),
       baseCurrency: config.baseCurrency,

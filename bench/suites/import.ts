@@ -244,6 +244,7 @@ const measureSpeed = async (ctx: BenchContext, folder: string): Promise<Record<s
         personalData: runtime.personalData,
         emailIndex: runtime.emailIndex,
         customerIdKey: runtime.emailIndex.customerIdKey,
+        fingerprintKey: runtime.emailIndex.fingerprintKey,
       });
     ctx.log(`import of ${customers} customers`);
     let started = performance.now();
@@ -320,7 +321,13 @@ const measureHistory = async (ctx: BenchContext, folder: string): Promise<Record
   const runtime = await openCrm(loadConfig(env, folder));
   try {
     const handler = (store: EventStore) =>
-      createBatchCommands({ store, personalData: runtime.personalData, emailIndex: runtime.emailIndex, customerIdKey: runtime.emailIndex.customerIdKey });
+      createBatchCommands({
+        store,
+        personalData: runtime.personalData,
+        emailIndex: runtime.emailIndex,
+        customerIdKey: runtime.emailIndex.customerIdKey,
+        fingerprintKey: runtime.emailIndex.fingerprintKey,
+      });
     const withSnapshots = runtime.store;
     const withoutSnapshots: EventStore = { ...runtime.store, engine: runtime.store.engine, snapshots: undefined };
     ctx.log(`history: ${customers} customers with ${perCustomer} purchases each`);

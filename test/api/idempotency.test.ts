@@ -142,6 +142,22 @@ describe('the idempotency_keys table of an earlier version', () => {
     expect(await guard.claim('api-key-b', 'k-2', { ...request, body: { name: 'y' } })).toBe('api-key-b:k-2');
   });
 
+  it('records the fingerprint of a request under the installation key: a copy of the table cannot test guessed bodies', async () => {
+    const key = `keyed-${randomUUID()}`;
+    const body = { name: 'Paula Phonetest', email: `${randomUUID()}@example.com`, phone: '+44 7700 983164' };
+    created(await post(h.app, first, '/customers', body, key));
+    const { rows } = await sql<{ fingerprint: string }>`SELECT fingerprint FROM ${sql.id(h.schemas.events, 'idempotency_keys')} WHERE key = ${key}`.execute(
+      h.database.db,
+    );
+    const request = { method: 'POST', route: '/customers', resourceId: null, body };
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.fingerprint).not.toBe(fingerprintOf(request));
+    expect(rows[0]!.fingerprint).toBe(fingerprintOf(request, h.crm.emailIndex.fingerprintKey));
+    // The retry is still the same request, another body under the key still a conflict.
+    expect((await post(h.app, first, '/customers', body, key)).statusCode).toBe(201);
+    expectProblem(await post(h.app, first, '/customers', { ...body, phone: '+44 7700 983165' }, key), 422, 'idempotency-conflict');
+  });
+
   it('keeps answering the retry of a command it recorded with its first result, appending nothing', async () => {
     const key = `before-upgrade-${randomUUID()}`;
     const body = { name: 'Earlier Version', email: `${randomUUID()}@example.com` };
