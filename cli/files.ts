@@ -25,9 +25,13 @@ export const assertReadableFile = (path: string, what: string): void => {
   if (!isFile) throw new UsageError(`${what} ${path} is not a file`);
 };
 
-/** `at` opened for writing, once it is open; the message names `path` (what the user gave) and `what`. */
+/**
+ * `at` opened for writing, once it is open; the message names `path` (what the user gave) and `what`.
+ * A file it creates is readable by its owner alone: exports and import reports hold personal data (a
+ * refused cell may be an address), and the usual umask made them readable by every user of the host.
+ */
 const open = async (at: string, path: string, what: string): Promise<WriteStream> => {
-  const stream = createWriteStream(at);
+  const stream = createWriteStream(at, { mode: 0o600 });
   try {
     await once(stream, 'open');
   } catch (error) {

@@ -3,7 +3,8 @@ import { chmodSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openReplacing } from '../../cli/files.ts';
+import { once } from 'node:events';
+import { openForWriting, openReplacing } from '../../cli/files.ts';
 
 /**
  * `--output` of `crm export`: a file written whole or not at all, beside its path and moved there.
@@ -28,6 +29,16 @@ describe('openReplacing', () => {
     await writeWhole(path, 'new\n');
     expect(readFileSync(path, 'utf8')).toBe('new\n');
     expect(statSync(path).mode & 0o777).toBe(0o600);
+  });
+
+  it('creates a new file readable by its owner alone (it holds personal data), whatever the umask', async () => {
+    const path = join(folder, 'new.csv');
+    await writeWhole(path, 'new\n');
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const report = await openForWriting(join(folder, 'report.csv'), 'the report');
+    report.end();
+    await once(report, 'close');
+    expect(statSync(join(folder, 'report.csv')).mode & 0o777).toBe(0o600);
   });
 
   it('replaces the file a link names and keeps the link, also a link to a file not there yet', async () => {
