@@ -20,8 +20,8 @@ const READ_MODEL_TABLES = [...Object.keys(PERSONAL_COLUMNS), 'customer_duplicate
 
 /**
  * Those that exist: the data keys and address index (events schema), the read models' personal tables
- * in the live schema and in every registered copy (`crm replay`), and the HTTP import jobs' bad rows,
- * which quote refused cells.
+ * in the live schema and in every registered copy (`crm replay`), and the HTTP import jobs and their
+ * bad rows, which quote refused cells.
  */
 export async function erasableTables(db: Kysely<unknown>, schemas: { events: string; read: string }): Promise<ErasableTable[]> {
   const { rows: registry } =
@@ -35,6 +35,8 @@ export async function erasableTables(db: Kysely<unknown>, schemas: { events: str
     { schema: schemas.events, table: 'customer_email_index' },
     ...[schemas.read, ...copies.map((c) => c.schema_name)].flatMap((schema) => READ_MODEL_TABLES.map((table) => ({ schema, table }))),
     { schema: schemas.read, table: 'import_job_rejected_rows' },
+    // Jobs recorded the cells of a file's first line as columns not read (a file without a header row).
+    { schema: schemas.read, table: 'import_jobs' },
   ];
   const { rows } = await sql<ErasableTable>`
     SELECT table_schema AS schema, table_name AS "table" FROM information_schema.tables

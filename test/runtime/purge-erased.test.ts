@@ -25,6 +25,7 @@ beforeAll(async () => {
   await sql`INSERT INTO ${sql.id(schemas.read, 'read_model_copies')} VALUES (${schemas.reporting})`.execute(db);
   await sql`CREATE SCHEMA ${sql.id(schemas.reporting)}`.execute(db);
   await sql`CREATE TABLE ${sql.id(schemas.reporting, 'feedback')} (feedback_id int PRIMARY KEY, subject text)`.execute(db);
+  await sql`CREATE TABLE ${sql.id(schemas.read, 'import_jobs')} (id text PRIMARY KEY, unread_columns text[])`.execute(db);
 });
 afterAll(async () => {
   await db?.destroy();
@@ -49,6 +50,8 @@ describe('crm purge-erased', () => {
       { schema: schemas.events, table: 'customer_keys' },
       { schema: schemas.read, table: 'customers' },
       { schema: schemas.reporting, table: 'feedback' },
+      // A job's record of what it did not read: before 2026-12-07, a file without a header row's first cells.
+      { schema: schemas.read, table: 'import_jobs' },
     ]);
   });
 
