@@ -1,7 +1,7 @@
 import { EventStoreUnavailable, MasterKeyMismatch, StoreDoesNotFitServer, StoreNotFound } from '../eventstore/errors.ts';
 import { inCauses } from '../shared/causes.ts';
 import { unavailableAdvice } from './advice.ts';
-import { ReadModelRebuilding, ReadModelsFromNewerVersion, RebuildShadowLost } from '../projections/errors.ts';
+import { ReadModelRebuilding, ReadModelsFromNewerVersion, ReadModelsHeld, RebuildShadowLost } from '../projections/errors.ts';
 import { helpText, Interrupted, parseCommandArgs, UsageError, type CliCommand, type CommandRun } from './command.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { commands } from './commands/index.ts';
@@ -169,7 +169,7 @@ const report = (error: unknown): number => {
     err(unavailableAdvice(error, running));
     return 69; // EX_UNAVAILABLE
   }
-  if (error instanceof ReadModelRebuilding || error instanceof RebuildShadowLost) {
+  if (error instanceof ReadModelRebuilding || error instanceof RebuildShadowLost || error instanceof ReadModelsHeld) {
     err(`crm: ${error.message}`);
     return 75; // EX_TEMPFAIL
   }

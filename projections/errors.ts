@@ -83,6 +83,47 @@ export class RebuildShadowLost extends Error {
   }
 }
 
+/** A session holding a lock on a read model or reporting view (pg_locks, pg_stat_activity). */
+export interface HoldingSession {
+  pid: number;
+  user: string | null;
+  application: string | null;
+  /** active, idle in transaction, ... */
+  state: string | null;
+  /** When its transaction (else its query) began. */
+  since: Date | null;
+  relations: string[];
+}
+
+const describeSession = (s: HoldingSession): string =>
+  `pid ${s.pid} (user ${s.user ?? '?'}, application ${JSON.stringify(s.application ?? '')}, ${s.state ?? 'state unknown'}` +
+  `${s.since ? ` since ${s.since.toISOString()}` : ''}, holding ${s.relations.join(', ')})`;
+
+/**
+ * Other sessions (a BI tool's long query or open transaction on the reporting views) held what a
+ * start or a rebuild's swap has to replace, past the bounded time it kept trying; running it again
+ * once they are done is safe.
+ */
+export class ReadModelsHeld extends Error {
+  constructor(
+    readonly what: string,
+    /** What stands meanwhile, e.g. 'the live read models are as they were'. */
+    readonly left: string,
+    readonly waitedMs: number,
+    readonly sessions: HoldingSession[],
+    options?: ErrorOptions,
+  ) {
+    super(
+      `could not ${what}: other PostgreSQL sessions held what it replaces for ${Math.round(waitedMs / 1000)} s` +
+        (sessions.length > 0 ? `: ${sessions.map(describeSession).join('; ')}` : ' (they have ended since)') +
+        `; ${left}. Let their queries or transactions end (a BI tool holding a transaction open: commit or roll it back, or close that connection), ` +
+        `or end them with SELECT pg_terminate_backend(<pid>); then run it again.`,
+      options,
+    );
+    this.name = 'ReadModelsHeld';
+  }
+}
+
 /** An event a projection cannot apply: the projection stops, the others go on. */
 export class PoisonEvent extends Error {
   constructor(

@@ -49,14 +49,42 @@ const DEPENDENTS = (schema: string, ours: readonly string[]) => sql<{
    GROUP BY c.oid, n.nspname, c.relname
    ORDER BY max(x.depth), c.oid`;
 
+/** The temporary view a start makes to compare a reporting view with what this version would make. */
+const PROBE = 'pg_temp.crm_view_probe';
+
+/** What PostgreSQL stored of a view: its query as deparsed, its options, its columns with their types. */
+const storedViewSql = (oid: string) =>
+  `(SELECT pg_get_viewdef(c.oid) || ' WITH ' || COALESCE(array_to_string(c.reloptions, ','), '') || ' COLUMNS ' ||
+     (SELECT string_agg(format('%s %s %s', a.attname, format_type(a.atttypid, a.atttypmod), a.attcollation), ',' ORDER BY a.attnum)
+        FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+     FROM pg_class c WHERE c.oid = ${oid})`;
+
 /**
  * A view made anew in place where PostgreSQL allows it (the same columns, new ones only at the end):
  * its grants and the views others built on it stay. Where it does not (a column renamed, dropped or
  * of another type), it is dropped with what depends on it and made anew, and `restoreOnReportingViews`
  * makes those again. `createOrReplace` is a `CREATE OR REPLACE VIEW <name> ...` statement.
+ *
+ * A view that already is what the statement would make is left alone: replacing a view takes an
+ * ACCESS EXCLUSIVE lock, which waits for every BI query or open transaction reading it (and queues
+ * the readers after it), and every start made them all again. The same statement makes a temporary
+ * view, and the two are compared as PostgreSQL stored them (the deparsed query, so a `*` expanded
+ * over a table that has since grown a column counts as a change; options; column names and types).
  */
-export const replaceViewStatement = (name: string, createOrReplace: string): string =>
-  `DO $crm_view$ BEGIN ${createOrReplace}; EXCEPTION WHEN invalid_table_definition THEN DROP VIEW IF EXISTS ${name} CASCADE; ${createOrReplace}; END $crm_view$`;
+export const replaceViewStatement = (name: string, createOrReplace: string): string => {
+  const prefix = `CREATE OR REPLACE VIEW ${name}`;
+  if (!createOrReplace.startsWith(prefix)) throw new Error(`Not a statement that makes ${name}: ${createOrReplace.slice(0, 80)}`);
+  const probe = `CREATE TEMPORARY VIEW ${PROBE}${createOrReplace.slice(prefix.length)}`;
+  const made = `to_regclass(${quoteLiteral(name)})`;
+  return (
+    `DO $crm_view$ BEGIN ` +
+    `IF ${made} IS NOT NULL THEN DROP VIEW IF EXISTS ${PROBE}; EXECUTE ${quoteLiteral(probe)}; ` +
+    `IF ${storedViewSql(made)} IS NOT DISTINCT FROM ${storedViewSql(`'${PROBE}'::regclass`)} THEN DROP VIEW ${PROBE}; RETURN; END IF; ` +
+    `DROP VIEW ${PROBE}; END IF; ` +
+    `BEGIN ${createOrReplace}; EXCEPTION WHEN invalid_table_definition THEN DROP VIEW IF EXISTS ${name} CASCADE; ${createOrReplace}; END; ` +
+    `END $crm_view$`
+  );
+};
 
 /** The names (unquoted, without schema) of the views these statements make. */
 export const viewsMadeBy = (statements: readonly string[]): string[] => [

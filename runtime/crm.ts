@@ -24,6 +24,7 @@ import { rebuildProjections, type ReadSideDeps } from '../projections/rebuild.ts
 import { dropAbandonedShadows, type SessionLock } from '../projections/shadows.ts';
 import { livenessOn } from '../projections/work-liveness.ts';
 import { createReportingViews } from '../projections/reporting.ts';
+import { retryWhileHeld } from '../projections/lock-holders.ts';
 import { recordBaseCurrency } from '../projections/read-models/exchange-rates.ts';
 import { personalDataCodec } from '../projections/codec.ts';
 import type { Projection } from '../projections/projection.ts';
@@ -555,11 +556,17 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     // cron, a rebuild beside them) recreate the same views, and one saw another's half-made set.
     /** The reporting views made (again), saying which views others built on them could not be. */
     const makeReportingViews = async (over: readonly Projection[]) => {
-      const { notRestored } = await createReportingViews(database.db, {
-        readSchema: config.schemas.read,
-        reportingSchema: config.schemas.reporting,
-        projections: over,
-      });
+      // Views already as this version makes them are left alone; one that must change waits for the BI
+      // sessions reading it: tried again for a bounded time, then the sessions are named.
+      const { notRestored } = await retryWhileHeld(
+        database.db,
+        () => createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections: over }),
+        {
+          what: `make the reporting views in schema ${config.schemas.reporting} again`,
+          left: 'the views it could make are made, the others are as they were',
+          on: { schemas: [config.schemas.reporting] },
+        },
+      );
       sayNotRestored(notRestored);
     };
     /** Every projection has a checkpoint: its tables were made (it may wait for a rebuild, which the runner does). */

@@ -7,7 +7,9 @@ import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { compareSchemas, rebuildProjections, replayInto, tablesOf, type RebuildProgress } from '../../projections/rebuild.ts';
 import { createReportingViews, REPORTING_VIEWS } from '../../projections/reporting.ts';
-import { ReadModelsFromNewerVersion, RebuildShadowLost } from '../../projections/errors.ts';
+import { ReadModelsFromNewerVersion, ReadModelsHeld, RebuildShadowLost } from '../../projections/errors.ts';
+import { retryWhileHeld } from '../../projections/lock-holders.ts';
+import { qualifiedName as qualified } from '../../shared/sql.ts';
 import { isShadowOf } from '../../projections/shadows.ts';
 import { eventSchemas, personalFields } from '../../domain/catalogue.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
@@ -186,6 +188,81 @@ describe('reporting views', () => {
       ['lead', 'USD', '50.0250'],
       ['negotiation', 'EUR', '225.0000'],
     ]);
+  });
+});
+
+describe('reporting views made again at a start', () => {
+  it('leaves alone a view that is already what this version makes (a BI transaction reading it does not hold the start), and replaces one that differs', async () => {
+    const db = h.database.db;
+    const view = (name: string) => `"${h.schemas.reporting}".${name}`;
+    const oids = async () => {
+      const { rows } = await sql<{ customers: number; deals: number }>`SELECT ${view('customers')}::regclass::oid::int AS customers,
+        ${view('deals')}::regclass::oid::int AS deals`.execute(db);
+      return rows[0]!;
+    };
+    // Someone's own change to a view, with the same columns: a start puts the documented one back.
+    const { rows: definition } = await sql<{ d: string }>`SELECT pg_get_viewdef(${view('deals')}::regclass) AS d`.execute(db);
+    await sql.raw(`CREATE OR REPLACE VIEW ${view('deals')} AS ${definition[0]!.d.replace(/;\s*$/, '')} LIMIT 1`).execute(db);
+    const before = await oids();
+    const reader = new pg.Client({ connectionString: h.schemas.url });
+    await reader.connect();
+    try {
+      // A BI tool's transaction holds the customers view (ACCESS SHARE) and stays open.
+      await reader.query('BEGIN');
+      await reader.query(`SELECT 1 FROM ${view('customers')} LIMIT 1`);
+      const started = Date.now();
+      await db.connection().execute(async (connection) => {
+        await sql`SET lock_timeout = '500ms'`.execute(connection);
+        await createReportingViews(connection, { readSchema: h.schemas.read, reportingSchema: h.schemas.reporting, projections });
+        await sql`RESET lock_timeout`.execute(connection);
+      });
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(await oids()).toEqual(before);
+      const { rows } = await sql<{ d: string }>`SELECT pg_get_viewdef(${view('deals')}::regclass) AS d`.execute(db);
+      expect(rows[0]!.d).toBe(definition[0]!.d);
+    } finally {
+      await reader.query('ROLLBACK');
+      await reader.end();
+    }
+  });
+
+  it('tries a view that must change again while a session holds it, then names that session and what to do', async () => {
+    const db = h.database.db;
+    const { rows: definition } = await sql<{ d: string }>`SELECT pg_get_viewdef(${`"${h.schemas.reporting}".campaigns`}::regclass) AS d`.execute(db);
+    await sql.raw(`CREATE OR REPLACE VIEW "${h.schemas.reporting}".campaigns AS ${definition[0]!.d.replace(/;\s*$/, '')} LIMIT 1`).execute(db);
+    const reader = new pg.Client({ connectionString: h.schemas.url, application_name: 'Metabase' });
+    await reader.connect();
+    try {
+      await reader.query('BEGIN');
+      await reader.query(`SELECT 1 FROM ${qualified(h.schemas.reporting, 'campaigns')} LIMIT 1`);
+      const { rows: pid } = await reader.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      const held = await db.connection().execute(async (connection) => {
+        await sql`SET lock_timeout = '200ms'`.execute(connection);
+        const make = () => createReportingViews(connection, { readSchema: h.schemas.read, reportingSchema: h.schemas.reporting, projections });
+        const outcome = await retryWhileHeld(connection, make, {
+          what: 'make the reporting views again',
+          left: 'the others are as they were',
+          on: { schemas: [h.schemas.reporting] },
+          boundMs: 1_500,
+        }).catch((error: unknown) => error);
+        await sql`RESET lock_timeout`.execute(connection);
+        return outcome;
+      });
+      expect(held).toBeInstanceOf(ReadModelsHeld);
+      const { sessions, message } = held as ReadModelsHeld;
+      expect(sessions).toEqual([
+        expect.objectContaining({ pid: pid[0]!.pid, application: 'Metabase', state: 'idle in transaction', relations: [`${h.schemas.reporting}.campaigns`] }),
+      ]);
+      expect(message).toContain(`pid ${pid[0]!.pid} (user postgres, application "Metabase", idle in transaction since`);
+      expect(message).toContain('pg_terminate_backend');
+    } finally {
+      await reader.query('ROLLBACK');
+      await reader.end();
+    }
+    // Once the reader is done, the view is made as documented.
+    await createReportingViews(db, { readSchema: h.schemas.read, reportingSchema: h.schemas.reporting, projections });
+    const { rows } = await sql<{ d: string }>`SELECT pg_get_viewdef(${`"${h.schemas.reporting}".campaigns`}::regclass) AS d`.execute(db);
+    expect(rows[0]!.d).toBe(definition[0]!.d);
   });
 });
 
