@@ -5,7 +5,8 @@ import { applyBatch, decodeBatch, matchesFilter, type EventCodec } from './apply
 import { catchUp, eventsToCatchUp, type CatchUpProgress } from './catch-up.ts';
 import { analyzeTables } from './statistics.ts';
 import { recordFeedEngine } from './feed-engine.ts';
-import { RebuildShadowLost } from './errors.ts';
+import { ReadModelsHeld, RebuildShadowLost } from './errors.ts';
+import { isLockNotGranted, sessionsHolding } from './lock-holders.ts';
 import {
   CHECKPOINT_TABLE,
   checkpointsPastTheStore,
@@ -123,8 +124,10 @@ export interface RebuildOptions extends ReadSideDeps {
   runner?: { reloadCheckpoints(): Promise<unknown> };
   /** Ctrl-C: the rebuild stops at the next page or swap attempt with `RebuildInterrupted`, the live tables untouched. */
   signal?: AbortSignal;
-  /** Give up after this many swap attempts (each normally succeeds; retried after a deadlock or the like). */
+  /** Give up after this many swap attempts rolled back with the shadow behind (each normally succeeds; retried after a deadlock or the like). */
   maxSwapAttempts?: number;
+  /** How long swap attempts meeting a lock held by another session are tried again (default SWAP_LOCK_BOUND_MS). */
+  swapLockBoundMs?: number;
 }
 
 export interface RebuildResult {
@@ -203,6 +206,10 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
     const ahead = await checkpointsPastTheStore(db, schema, options.store, names);
     const pastTheStore = new Set(ahead.map((a) => a.projection));
     const attempts = options.maxSwapAttempts ?? 20;
+    /** Swaps rolled back because the shadow was behind (or a deadlock): a lock not granted is bounded by time instead. */
+    let behind = 0;
+    let lockedSince = Date.now();
+    const lockBackoff = createBackoff({ initialMs: 250, maxMs: 4_000 });
     for (let attempt = 1; ; attempt++) {
       // A swap kept waiting (a long query holds a live table) is retried: each retry is a safe point.
       checkSignal();
@@ -231,13 +238,30 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
             return trySwap(options, selected, shadow, pastTheStore);
           })
         : await trySwap(options, selected, shadow, pastTheStore);
-      if (swapped !== undefined) {
+      if (swapped === 'locked') {
+        // Another session (a BI query or open transaction on a reporting view, a long read) holds what
+        // the swap replaces: tried again with a growing pause, each try waiting briefly, within a bound.
+        const wait = lockBackoff.next();
+        if (Date.now() + wait > lockedSince + (options.swapLockBoundMs ?? SWAP_LOCK_BOUND_MS)) {
+          throw new ReadModelsHeld(
+            `swap in the rebuilt ${names.join(', ')}`,
+            'the live read models are as they were (its rebuilt tables were dropped)',
+            Date.now() - lockedSince,
+            await sessionsHolding(db, { relations: Object.values(await swappedRelations(db, schema, selected)).flat() }),
+          );
+        }
+        await pause(wait, options.signal);
+        continue;
+      }
+      lockedSince = Date.now();
+      lockBackoff.reset();
+      if (swapped !== 'behind') {
         const { position, notRestored } = swapped;
         progress('done', { position, headPosition: position, events, total: events });
         await options.runner?.reloadCheckpoints();
         return { names, position, events, swapAttempts: attempt, notRestored };
       }
-      if (attempt >= attempts) throw new Error(`Rebuild of ${names.join(', ')} could not catch up with the live projections after ${attempts} attempts`);
+      if (++behind >= attempts) throw new Error(`Rebuild of ${names.join(', ')} could not catch up with the live projections after ${attempts} attempts`);
     }
   } catch (caught) {
     // 42P01 / 3F000: a table or the schema itself gone, under the shadow's name.
@@ -275,8 +299,8 @@ async function restoreStates(restore: () => Promise<unknown>): Promise<void> {
 
 /**
  * Bounds on a session left idle inside the swap or the feed hold (its client stalled: a frozen
- * process, a network path that drops packets). The swap holds every read model and reporting view
- * exclusively and the hold keeps the whole cluster's event feed back: before 2026-12-07 a stall there
+ * process, a network path that drops packets). The swap holds the read models it replaces and the
+ * views reading them exclusively and the hold keeps the whole cluster's event feed back: before 2026-12-07 a stall there
  * kept both for the long-work pool's idle bound, 10 minutes. The server ends such a session and the
  * transaction rolls back: the live read models stay as they were. The hold is idle while the last
  * events are applied and the swap runs (seconds), hence its longer bound.
@@ -346,22 +370,67 @@ async function applyFinalGap(options: RebuildOptions, selected: Projection[], sh
   return gap.length;
 }
 
-/** The swap transaction; undefined (rolled back) when the live checkpoint is still ahead of the shadow. */
+/**
+ * How long a rebuild keeps trying a swap whose locks another session holds (a BI query or transaction
+ * on a reporting view, a long read of a read model). Each try waits at most the swap's lock_timeout,
+ * so readers arriving meanwhile queue behind it that long at most; between tries the pause grows.
+ */
+export const SWAP_LOCK_BOUND_MS = 60_000;
+
 /** A swap done: where the swapped read models stand, and the views others built on the reporting views that could not be made again. */
 type Swapped = { position: bigint; notRestored: string[] };
 
-async function trySwap(options: RebuildOptions, selected: Projection[], shadow: string, pastTheStore: ReadonlySet<string>): Promise<Swapped | undefined> {
+/**
+ * The swap transaction: done, `behind` (rolled back: the live checkpoint is still ahead of the shadow,
+ * or a deadlock), or `locked` (rolled back: a lock not granted within the swap's lock_timeout).
+ */
+async function trySwap(
+  options: RebuildOptions,
+  selected: Projection[],
+  shadow: string,
+  pastTheStore: ReadonlySet<string>,
+): Promise<Swapped | 'behind' | 'locked'> {
   try {
-    return await swapOnce(options, selected, shadow, pastTheStore);
+    return (await swapOnce(options, selected, shadow, pastTheStore)) ?? 'behind';
   } catch (error) {
     // A live batch holding a table this swap drops while waiting for its checkpoint: PostgreSQL breaks
     // the deadlock by aborting one side; either way, catch up again and retry.
-    // 55P03: a lock not granted within the swap's lock_timeout (a reader or a batch holds it): likewise.
     // The pool reports a lock timeout as EventStoreUnavailable; PostgreSQL's code is on its cause.
     const failure = error as { code?: string; cause?: { code?: string } };
-    if (['40P01', '55P03'].includes(failure.code ?? failure.cause?.code ?? '')) return undefined;
+    if ((failure.code ?? failure.cause?.code) === '40P01') return 'behind';
+    if (isLockNotGranted(error)) return 'locked';
     throw error;
   }
+}
+
+/**
+ * What the swap's DROP ... CASCADE takes: the views that read these projections' live tables, however
+ * many views deep (in any schema: the reporting views and the views others built on them), ordered as
+ * readers lock them (a view before the views it reads); and the others, the tables and the
+ * materialized views on them (which LOCK TABLE does not take). Names as SQL (`%I.%I`).
+ */
+async function swappedRelations(db: QueryExecutorProvider, schema: string, selected: readonly Projection[]): Promise<{ views: string[]; others: string[] }> {
+  const { rows } = await sql<{ name: string; view: boolean }>`
+    WITH RECURSIVE tables AS (
+      SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = ${schema} AND c.relkind IN ('r', 'p') AND c.relname = ANY(${selected.flatMap((p) => p.tables)}::text[])
+    ), dependents(oid, depth) AS (
+      SELECT r.ev_class, 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+       WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid IN (SELECT oid FROM tables)
+      UNION
+      SELECT r.ev_class, x.depth + 1 FROM dependents x
+        JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = x.oid AND d.classid = 'pg_rewrite'::regclass
+        JOIN pg_rewrite r ON r.oid = d.objid
+       WHERE r.ev_class <> x.oid AND x.depth < 16
+    )
+    SELECT name, view FROM (
+      SELECT format('%I.%I', n.nspname, c.relname) AS name, c.relkind = 'v' AS view, -max(x.depth) AS rank
+        FROM dependents x JOIN pg_class c ON c.oid = x.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+       GROUP BY n.nspname, c.relname, c.relkind
+      UNION ALL
+      SELECT format('%I.%I', n.nspname, c.relname), false, 0 FROM tables t JOIN pg_class c ON c.oid = t.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+    ) r ORDER BY rank, name`.execute(db);
+  return { views: rows.filter((r) => r.view).map((r) => r.name), others: rows.filter((r) => !r.view).map((r) => r.name) };
 }
 
 async function swapOnce(options: RebuildOptions, selected: Projection[], shadow: string, pastTheStore: ReadonlySet<string>): Promise<Swapped | undefined> {
@@ -374,12 +443,11 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
     await sql`SET LOCAL lock_timeout = '400ms'`.execute(trx);
     await sql`SET LOCAL idle_in_transaction_session_timeout = ${sql.lit(SWAP_IDLE_BOUND)}`.execute(trx);
     // Lock in the order readers take locks (a reporting view, then the table under it), views first,
-    // so a query arriving mid-swap waits instead of deadlocking with the DROP ... CASCADE below.
-    const { rows: views } = await sql<{ name: string }>`SELECT viewname AS name FROM pg_views
-        WHERE schemaname = ${options.reportingSchema} ORDER BY viewname`.execute(trx);
-    if (views.length > 0) {
-      await sql`LOCK TABLE ${sql.join(views.map((v) => sql.id(options.reportingSchema, v.name)))} IN ACCESS EXCLUSIVE MODE`.execute(trx);
-    }
+    // so a query arriving mid-swap waits instead of deadlocking with the DROP ... CASCADE below. Only
+    // the views that read the swapped tables: those the DROP ... CASCADE replaces (the others are left
+    // alone, and their readers with them).
+    const { views } = await swappedRelations(trx, schema, selected);
+    if (views.length > 0) await sql`LOCK TABLE ${sql.join(views.map((v) => sql.raw(v)))} IN ACCESS EXCLUSIVE MODE`.execute(trx);
     // Tables before checkpoints: a live batch writes its tables and moves its checkpoint last, so it
     // finishes before these locks or waits for them; locking the checkpoints first deadlocked with
     // every batch in flight. Declaration order; a batch writing a projection's tables in another

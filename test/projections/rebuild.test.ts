@@ -13,6 +13,7 @@ import { qualifiedName as qualified } from '../../shared/sql.ts';
 import { isShadowOf } from '../../projections/shadows.ts';
 import { eventSchemas, personalFields } from '../../domain/catalogue.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
+import { readCheckpoints } from '../../projections/checkpoints.ts';
 import { projectedScenario, type ScenarioIds } from './scenario.ts';
 import { projectAll, rebuildingRunner, type Harness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
@@ -471,6 +472,53 @@ describe('rebuild beside a long reader', () => {
     });
     expect(reader.swapAttempts).toBeGreaterThan(1);
     expect(reader.names).toEqual(['customers']);
+  });
+});
+
+describe('rebuild beside a BI session on the reporting views', () => {
+  /** A BI tool's transaction left open after reading a reporting view; its pid. */
+  const biReading = async (view: string): Promise<{ pid: number; end: () => Promise<void> }> => {
+    const reader = new pg.Client({ connectionString: h.schemas.url, application_name: 'Metabase' });
+    await reader.connect();
+    await reader.query('BEGIN');
+    await reader.query(`SELECT 1 FROM ${qualified(h.schemas.reporting, view)} LIMIT 1`);
+    const { rows } = await reader.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    return { pid: rows[0]!.pid, end: () => reader.query('ROLLBACK').then(() => reader.end()) };
+  };
+  const rebuildDeals = (more: { swapLockBoundMs?: number } = {}) =>
+    rebuildProjections({
+      ...deps(),
+      projections: [projections.find((p) => p.name === 'deals')!],
+      schema: h.schemas.read,
+      reportingSchema: h.schemas.reporting,
+      runner,
+      ...more,
+    });
+
+  it('swaps at the first attempt while a session holds a view that does not read the swapped tables (every view was locked)', async () => {
+    const bi = await biReading('activities');
+    try {
+      expect((await rebuildDeals()).swapAttempts).toBe(1);
+    } finally {
+      await bi.end();
+    }
+  });
+
+  it('tries the swap again while a session holds a view it replaces, then fails naming that session, the read models as they were', async () => {
+    const bi = await biReading('deals');
+    const before = await readCheckpoints(h.database.db, h.schemas.read);
+    try {
+      const failure = await rebuildDeals({ swapLockBoundMs: 1_500 }).catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(ReadModelsHeld);
+      const { sessions, message } = failure as ReadModelsHeld;
+      expect(sessions.map((s) => [s.pid, s.application, s.state])).toEqual([[bi.pid, 'Metabase', 'idle in transaction']]);
+      expect(sessions[0]!.relations).toContain(`${h.schemas.reporting}.deals`);
+      expect(message).toMatch(/^could not swap in the rebuilt deals: other PostgreSQL sessions held what it replaces/);
+      expect(message).not.toMatch(/catch up/);
+      expect((await readCheckpoints(h.database.db, h.schemas.read)).get('deals')?.state).toBe(before.get('deals')?.state);
+    } finally {
+      await bi.end();
+    }
   });
 });
 
