@@ -89,6 +89,14 @@ const grantViews = async (db: QueryExecutorProvider, reportingSchema: string, ro
 
 export class ReportingRoleError extends Error {}
 
+/**
+ * Set on a team role when it is created (ALTER ROLE ... SET; the role's own sessions only, changed
+ * with ALTER ROLE). A BI login that leaves a transaction open holds back every projection's feed on
+ * the cluster and the locks of the views it read (a start or a rebuild's swap waits for them): the
+ * server ends such a session after a minute idle. Read-only by default: a dashboard writes nothing.
+ */
+export const REPORTING_ROLE_SETTINGS = { idle_in_transaction_session_timeout: '60s', default_transaction_read_only: 'on' } as const;
+
 /** A PostgreSQL identifier we create: lower case, no quoting needed in any tool. */
 export const ROLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -127,6 +135,8 @@ export async function createTeamReportingRole(
           if (error.code === '42501') throw new ReportingRoleError(`The database user may not create roles (CREATEROLE needed): ${error.message}`);
           throw error;
         });
+      for (const [setting, value] of Object.entries(REPORTING_ROLE_SETTINGS))
+        await sql`ALTER ROLE ${sql.id(role)} SET ${sql.id(setting)} = ${sql.lit(value)}`.execute(trx);
     }
     await sql`INSERT INTO ${sql.id(reportingSchema, 'role_teams')} (role_name, team_id) VALUES (${role}, ${teamId}::uuid)
       ON CONFLICT (role_name) DO UPDATE SET team_id = EXCLUDED.team_id`.execute(trx);

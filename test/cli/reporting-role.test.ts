@@ -124,6 +124,17 @@ describe('crm reporting-role', () => {
     expect(result.stdout).toContain('EMEA');
   });
 
+  it('ends its own transactions left idle after a minute, and writes nothing by default', async () => {
+    await asRole(async (client) => {
+      const { rows } = await client.query(
+        `SELECT current_setting('idle_in_transaction_session_timeout') AS idle, current_setting('default_transaction_read_only') AS read_only`,
+      );
+      expect(rows[0]).toEqual({ idle: '1min', read_only: 'on' });
+      const error = await client.query('CREATE TEMPORARY TABLE mine (n int)').catch((e: { code?: string }) => e);
+      expect((error as { code?: string }).code).toBe('25006');
+    });
+  });
+
   it("sees only its team's records in every scoped view, over a real connection", async () => {
     await asRole(async (client) => {
       expect(await column(client, `SELECT customer_id FROM ${rep('customers')}`)).toEqual([customers.alice, customers.bob].sort());
