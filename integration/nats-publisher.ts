@@ -158,12 +158,11 @@ export class NatsPublisher {
   }
 
   private async ensureStream(jsm: JetStreamManager): Promise<void> {
-    try {
-      await jsm.streams.info(this.options.stream);
-    } catch {
+    let info = await jsm.streams.info(this.options.stream).catch(() => undefined);
+    if (!info) {
       try {
         // 2 minutes: JetStream's default duplicate window, stated so the behaviour does not hang on a server default.
-        await jsm.streams.add({ name: this.options.stream, subjects: [SUBJECTS], duplicate_window: 120_000_000_000 });
+        info = await jsm.streams.add({ name: this.options.stream, subjects: [SUBJECTS], duplicate_window: 120_000_000_000 });
       } catch (error) {
         // Another stream holds the subjects (another CRM installation on this server, or a stream made by hand):
         // JetStream refuses a second one, so nothing is published until the operator chooses.
@@ -175,15 +174,30 @@ export class NatsPublisher {
           { cause: error },
         );
       }
-      // Created where events were published before (a server restarted without its storage, a stream
-      // deleted): the history is not in it, which nothing else said (the status read 0 behind).
-      const publisher = await this.options.tables.publisher(NATS_PUBLISHER);
-      if (publisher && publisher.position > 0n)
-        this.options.log?.(
-          `NATS stream ${this.options.stream} was missing and has been created empty: the events published before (up to position ${publisher.position}) are not in it; run crm publish --nats-from 0 to publish them again`,
-          { stream: this.options.stream, position: publisher.position.toString() },
-        );
     }
+    if (info.state.last_seq === 0) await this.publishHistoryAgain();
+  }
+
+  /**
+   * A stream that never held a message (created just now, after it was deleted or its server restarted
+   * without its storage) where this store published before: the history is not in it. Publishing on from
+   * the checkpoint would store the new events first and any replay of the history after them, for good
+   * (and JetStream would drop the replayed copies of the new ones within its duplicate window, so
+   * consumers kept the copies out of order). So the checkpoint goes back to the start, and the whole
+   * history is published again, in position order, before any new event: nothing lost and the order kept,
+   * with no operator needed (pausing until one chose would keep the order too, but hold every consumer
+   * without events meanwhile). Decided on the stream's state, not on having created it, so a move cut off
+   * by a failure is made on the next attempt.
+   */
+  private async publishHistoryAgain(): Promise<void> {
+    const publisher = await this.options.tables.publisher(NATS_PUBLISHER);
+    if (!publisher || publisher.position === 0n) return;
+    const moved = await this.options.fenced((trx) => this.options.tables.advance(trx, NATS_PUBLISHER, publisher.position, 0n, 0, null, null));
+    if (!moved) throw new Error(`NATS publisher checkpoint moved while the empty stream ${this.options.stream} was found; looking again`);
+    this.options.log?.(
+      `NATS stream ${this.options.stream} was missing and has been created empty (or was found empty): the events published before (up to position ${publisher.position}) are not in it, so the whole history is published into it again from the start, in order, before any new event`,
+      { stream: this.options.stream, position: publisher.position.toString() },
+    );
   }
 
   /**

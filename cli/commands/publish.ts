@@ -5,7 +5,7 @@ const options: Record<string, OptionWithHelp> = {
   json: { type: 'boolean', description: 'print JSON instead of text' },
   'nats-from': {
     type: 'string',
-    description: 'publish to NATS again from this position (inclusive; 0: the whole history), e.g. into a stream created again, which starts empty',
+    description: 'publish to NATS again from this position (inclusive; 0: the whole history)',
   },
 };
 
@@ -20,9 +20,10 @@ the integration-publishers lease. This shows where each one stands, read from th
 works from any machine. States: running; retrying (its latest attempt failed and none has succeeded
 since); failing (paused after its retries ran out); disabled. Exit code 1 when a publisher is failing.
 --nats-from moves the NATS publisher's checkpoint, so that the running publisher (within a second)
-publishes every event from that position on again: consumers dedupe by event id. Meant for a stream
-created again (empty): into one that still holds our messages, a failed attempt ends the replay at the
-stream's last message.`,
+publishes every event from that position on again: consumers dedupe by event id. A stream created
+again (empty) needs none: the publisher publishes the whole history into it by itself, before any new
+event. Into a stream that still holds our messages, a failed attempt ends the replay at the stream's
+last message.`,
   // Moving the NATS checkpoint writes (set again by a rerun; consumers dedupe by event id); the status reads.
   database: ({ values }) =>
     values['nats-from'] === undefined ? { kind: 'reads' } : { kind: 'rerunnable', note: 'the checkpoint is set again; consumers dedupe by event id' },

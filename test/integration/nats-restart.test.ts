@@ -14,6 +14,7 @@ import { POSITION_HEADER } from '../../integration/nats-publisher.ts';
 import { IntegrationPublishers } from '../../integration/publishers.ts';
 import { storedEvents } from '../support/events.ts';
 import { testSchemas } from '../support/postgres.ts';
+import { freePort } from './nats-server.ts';
 import { eventually } from './support.ts';
 
 /**
@@ -23,7 +24,7 @@ import { eventually } from './support.ts';
 /** Debian's package path, or the first on PATH (.ci/run installs the package where it is missing). */
 const NATS_BIN = ['/usr/sbin/nats-server', ...(process.env.PATH ?? '').split(':').map((dir) => join(dir, 'nats-server'))].find((path) => existsSync(path));
 if (!NATS_BIN) console.warn('NATS restart tests skipped: no nats-server binary (/usr/sbin/nats-server or on PATH) to run a server of their own');
-const PORT = 4151;
+const PORT = await freePort();
 const URL = `nats://127.0.0.1:${PORT}`;
 const STREAM = 'CRM_RESTART_TEST';
 const schemas = testSchemas('natsrestart');
@@ -73,6 +74,21 @@ const streamState = async (): Promise<{ messages: number; lastPosition: string |
     if (!info) return undefined;
     const last = info.state.messages > 0 ? await jsm.streams.getMessage(STREAM, { seq: info.state.last_seq }) : null;
     return { messages: info.state.messages, lastPosition: last?.header.get(POSITION_HEADER) };
+  } finally {
+    await nc.close();
+  }
+};
+
+/** Event ids in the stream, in stream order. */
+const streamIds = async (): Promise<string[]> => {
+  const nc = await connect({ servers: URL, timeout: 2_000 });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info(STREAM);
+    const ids: string[] = [];
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++)
+      ids.push((await jsm.streams.getMessage(STREAM, { seq }))!.header.get('Nats-Msg-Id'));
+    return ids;
   } finally {
     await nc.close();
   }
@@ -137,7 +153,7 @@ describe.skipIf(!NATS_BIN)('NATS publisher when the stream is missing on a conne
     }
   }, 120_000);
 
-  it('creates the stream once JetStream is on, and again after the server lost it, without a restart of the publisher, saying the history is not in it', async () => {
+  it('creates the stream once JetStream is on, and again after the server lost it, without a restart of the publisher, with the history published into it again first', async () => {
     await startNats(false);
     const logged: string[] = [];
     const publishers = await startPublishers((message) => logged.push(message));
@@ -170,11 +186,13 @@ describe.skipIf(!NATS_BIN)('NATS publisher when the stream is missing on a conne
         60_000,
         () => 'the stream holds the events recorded after the restart',
       );
-      expect((await streamState())?.messages).toBe(all.length - first.length);
-      // Created empty where events had been published: said once, with what to do (it was silent, the status 0 behind).
+      // The history first, then what came after the restart: every event once, in position order (the new
+      // events went in first, and a replay of the history landed after them, out of order for good).
+      expect(await streamIds()).toEqual(all.map((e) => e.id));
+      // Created empty where events had been published: said once, with what is done about it.
       const missing = logged.filter((m) => m.includes('was missing and has been created empty'));
       expect(missing).toHaveLength(1);
-      expect(missing[0]).toContain('crm publish --nats-from 0');
+      expect(missing[0]).toContain('published into it again from the start');
       // The checkpoint follows the acknowledgements.
       await eventually(
         async () => (await nats())?.position === all.at(-1)!.position,
@@ -187,28 +205,28 @@ describe.skipIf(!NATS_BIN)('NATS publisher when the stream is missing on a conne
   }, 200_000);
 });
 
-describe.skipIf(!NATS_BIN)('NATS publisher on a server where another stream takes the subjects', () => {
-  /** A fresh server of the test's own (the one before holds this file's stream), with a connection of the test's. */
-  const onFreshServer = async (work: (jsm: JetStreamManager, nc: NatsConnection) => Promise<void>) => {
+/** A fresh server of the test's own (the one before holds this file's stream), with a connection of the test's. */
+const onFreshServer = async (work: (jsm: JetStreamManager, nc: NatsConnection) => Promise<void>) => {
+  await stopNats();
+  await startNats(true);
+  const nc = await connect({ servers: URL, timeout: 2_000 });
+  try {
+    await work(await jetstreamManager(nc), nc);
+  } finally {
+    await nc.close();
     await stopNats();
-    await startNats(true);
-    const nc = await connect({ servers: URL, timeout: 2_000 });
-    try {
-      await work(await jetstreamManager(nc), nc);
-    } finally {
-      await nc.close();
-      await stopNats();
-    }
-  };
-  /** Waits until the stream's last message is the store's last event. */
-  const untilPublished = async (what: string, timeoutMs = 30_000) => {
-    const last = (await storedEvents(store)).at(-1)!.position.toString();
-    await eventually(
-      async () => (await streamState())?.lastPosition === last,
-      timeoutMs,
-      () => what,
-    );
-  };
+  }
+};
+/** Waits until the stream's last message is the store's last event. */
+const untilPublished = async (what: string, timeoutMs = 30_000) => {
+  const last = (await storedEvents(store)).at(-1)!.position.toString();
+  await eventually(
+    async () => (await streamState())?.lastPosition === last,
+    timeoutMs,
+    () => what,
+  );
+};
+describe.skipIf(!NATS_BIN)('NATS publisher on a server where another stream takes the subjects', () => {
   /** Waits until the publisher's last error names the stream in the way and what to set. */
   const untilNamed = async (publishers: IntegrationPublishers, holder: string) => {
     let lastError: string | null | undefined;
@@ -279,6 +297,30 @@ describe.skipIf(!NATS_BIN)('NATS publisher on a server where another stream take
         await untilNamed(publishers, 'OTHER_CRM');
         await jsm.streams.delete('OTHER_CRM');
         await untilPublished('the stream holds the events once the other stream is gone', 60_000);
+      } finally {
+        await publishers.stop();
+      }
+    });
+  }, 200_000);
+});
+
+describe.skipIf(!NATS_BIN)('NATS publisher when its stream is deleted while it publishes', () => {
+  it('publishes the whole history into the stream created again, then the new events: each once, in position order, said once', async () => {
+    await onFreshServer(async (jsm) => {
+      const logged: string[] = [];
+      const publishers = await startPublishers((message) => logged.push(message));
+      try {
+        await register(3);
+        await untilPublished('published');
+        const before = logged.length;
+        await jsm.streams.delete(STREAM);
+        await register(2);
+        await untilPublished('the events after the deletion published', 60_000);
+        const all = await storedEvents(store);
+        // Without a word from the operator: the history first, then the new events (they went in first
+        // before, and a replay put the history after them, out of order for good).
+        expect(await streamIds()).toEqual(all.map((e) => e.id));
+        expect(logged.slice(before).filter((m) => m.includes('published into it again from the start'))).toHaveLength(1);
       } finally {
         await publishers.stop();
       }
