@@ -1,4 +1,4 @@
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, headers, TimeoutError, type NatsConnection } from '@nats-io/transport-node';
 import { createBackoff, pause } from '../eventstore/backoff.ts';
 import { EventStoreUnavailable } from '../eventstore/errors.ts';
@@ -97,7 +97,7 @@ export class NatsPublisher {
           await this.resumeAfterStream(jsm);
           checked = true;
         }
-        const idleMs = await this.round(js);
+        const idleMs = await this.round(js, jsm);
         if (failures > 0 || started) {
           // Published again (or NATS answers and nothing waits): no longer failing.
           await this.options.tables.clearFailure(NATS_PUBLISHER);
@@ -227,7 +227,27 @@ export class NatsPublisher {
     await this.options.fenced((trx) => this.options.tables.advance(trx, NATS_PUBLISHER, publisher.position, BigInt(stored), 0, null, null));
   }
 
-  private async round(js: JetStreamClient): Promise<number> {
+  /**
+   * A publish nothing answered reads `JetStreamNotEnabled: jetstream is not enabled` when only our stream
+   * is gone (deleted, a server restarted without its storage: no stream takes the subject): said as what
+   * happened when JetStream answers and says so.
+   */
+  private async explained(error: unknown, jsm: JetStreamManager): Promise<unknown> {
+    // The client's class for it is not exported: its name tells it.
+    if (!(error instanceof Error && error.name === 'JetStreamNotEnabled')) return error;
+    const missing = await jsm.streams.info(this.options.stream).then(
+      () => false,
+      (cause: unknown) => cause instanceof JetStreamApiError && cause.code === JetStreamApiCodes.StreamNotFound,
+    );
+    return missing
+      ? new Error(
+          `NATS stream ${this.options.stream} is missing (deleted, or its server restarted without its storage): it is created again and the history published into it first`,
+          { cause: error },
+        )
+      : error;
+  }
+
+  private async round(js: JetStreamClient, jsm: JetStreamManager): Promise<number> {
     const { tables, feed } = this.options;
     const publisher = await tables.publisher(NATS_PUBLISHER);
     if (!publisher || publisher.state !== 'running') return 1_000;
@@ -254,7 +274,9 @@ export class NatsPublisher {
         expect: { streamName: this.options.stream },
       });
     });
-    await Promise.all(acks);
+    await Promise.all(acks).catch(async (error: unknown) => {
+      throw await this.explained(error, jsm);
+    });
     const latencyMs = (performance.now() - started) / page.items.length;
     const moved = await this.options.fenced((trx) => tables.advance(trx, NATS_PUBLISHER, publisher.position, page.end, page.items.length, latencyMs, null));
     return moved ? 0 : 100;

@@ -115,7 +115,7 @@ const register = async (count: number) => {
 };
 
 /** Publishers of this file's store to its own NATS server (the analyst view), started. */
-const startPublishers = async (log?: (message: string) => void): Promise<IntegrationPublishers> => {
+const startPublishers = async (log?: (message: string, details?: Record<string, unknown>) => void): Promise<IntegrationPublishers> => {
   const publishers = new IntegrationPublishers({
     ...(log ? { log } : {}),
     db: database.db,
@@ -308,7 +308,11 @@ describe.skipIf(!NATS_BIN)('NATS publisher when its stream is deleted while it p
   it('publishes the whole history into the stream created again, then the new events: each once, in position order, said once', async () => {
     await onFreshServer(async (jsm) => {
       const logged: string[] = [];
-      const publishers = await startPublishers((message) => logged.push(message));
+      const errors: unknown[] = [];
+      const publishers = await startPublishers((message, details) => {
+        logged.push(message);
+        if (message === 'NATS publisher error; retrying') errors.push(details?.error);
+      });
       try {
         await register(3);
         await untilPublished('published');
@@ -321,6 +325,9 @@ describe.skipIf(!NATS_BIN)('NATS publisher when its stream is deleted while it p
         // before, and a replay put the history after them, out of order for good).
         expect(await streamIds()).toEqual(all.map((e) => e.id));
         expect(logged.slice(before).filter((m) => m.includes('published into it again from the start'))).toHaveLength(1);
+        // The failure says what happened: the stream is missing (it read `JetStreamNotEnabled: jetstream is not enabled`).
+        expect(errors).toHaveLength(1);
+        expect(errors[0]).toContain(`NATS stream ${STREAM} is missing`);
       } finally {
         await publishers.stop();
       }
