@@ -57,6 +57,8 @@ export class NatsPublisher {
   private running: Promise<void> | undefined;
   private connection: NatsConnection | undefined;
   private clients: { js: JetStreamClient; jsm: JetStreamManager } | undefined;
+  /** Why the current connection is no longer to be trusted (`watch`): the loop drops it and fails. */
+  private lost: string | undefined;
 
   constructor(private readonly options: NatsPublisherOptions) {}
 
@@ -92,6 +94,11 @@ export class NatsPublisher {
     while (!this.stopped) {
       try {
         const { js, jsm } = await this.connect();
+        if (this.lost) {
+          const lost = this.lost;
+          await this.dropConnection();
+          throw new Error(lost);
+        }
         if (!checked) {
           await this.ensureStream(jsm);
           await this.resumeAfterStream(jsm);
@@ -132,7 +139,8 @@ export class NatsPublisher {
   private async connect(): Promise<{ js: JetStreamClient; jsm: JetStreamManager }> {
     if (!this.connection || this.connection.isClosed()) {
       this.clients = undefined;
-      this.connection = await connect({
+      this.lost = undefined;
+      const connection = await connect({
         servers: this.options.url,
         timeout: 5_000,
         reconnect: true,
@@ -141,6 +149,8 @@ export class NatsPublisher {
         maxPingOut: MAX_PINGS_OUT,
         name: 'crm-publisher',
       });
+      this.connection = connection;
+      void this.watch(connection);
     }
     this.clients ??= {
       js: jetstream(this.connection, { timeout: this.options.ackTimeoutMs ?? 5_000 }),
@@ -149,11 +159,27 @@ export class NatsPublisher {
     return this.clients;
   }
 
+  /**
+   * The client reconnects by itself, for ever and without a word: a publisher with nothing to publish
+   * never touched NATS, so an outage showed `running` with no error for as long as it lasted. A
+   * connection lost (reset, refused, its pings unanswered: about 15 s for a peer gone silent) is noted
+   * here; the loop then drops it and connects anew itself, failing (`retrying`, `lastError`) until that
+   * works, and looks at the stream again once it does (the server may have come back without it).
+   */
+  private async watch(connection: NatsConnection): Promise<void> {
+    for await (const status of connection.status()) {
+      if (connection !== this.connection) return;
+      if (status.type === 'disconnect' || status.type === 'staleConnection')
+        this.lost ??= 'NATS connection lost (reset, refused, or its pings unanswered); connecting again';
+    }
+  }
+
   /** Closes the connection without waiting for the server (it may never answer); the next attempt connects anew. */
   private async dropConnection(): Promise<void> {
     const connection = this.connection;
     this.connection = undefined;
     this.clients = undefined;
+    this.lost = undefined;
     await connection?.close().catch(() => undefined);
   }
 

@@ -233,6 +233,42 @@ describe.skipIf(!NATS_BIN)('the NATS publisher under network faults', () => {
     expect(again[0]!.details?.failedAttempts).toBe(failures);
   }, 120_000);
 
+  it('shows NATS lost within seconds while nothing is published (status, /metrics), and running again by itself once it answers', async () => {
+    // Found by an integrator: with nothing to publish, the publisher never touched NATS, so a server gone for
+    // hours showed running, no error, crm_publisher_failing 0 (the client reconnects for ever without a word).
+    const f = await natsFixture('nats_idle_lost');
+    await f.startPublishers();
+    await f.register(2);
+    await streamHolds(f, 2, 30_000, () => 'the first events in the stream');
+    await eventually(
+      async () => (await f.natsStatus()).state === 'running',
+      10_000,
+      () => 'running',
+    );
+
+    f.proxy.refuse();
+    const refusedAt = Date.now();
+    await eventually(
+      async () => (await f.natsStatus()).state === 'retrying',
+      10_000,
+      () => 'retrying while NATS refuses and nothing is published',
+    );
+    console.log(`an idle NATS publisher showed the outage ${Date.now() - refusedAt} ms after NATS went away`);
+    expect((await f.natsStatus()).lastError).toMatch(/NATS connection lost|CONNECTION_REFUSED|ECONNREFUSED|refused/i);
+    expect(await f.metrics()).toMatch(/crm_publisher_failing\{publisher="nats",kind="nats",state="retrying"\} 1/);
+
+    f.proxy.pass();
+    await eventually(
+      async () => (await f.natsStatus()).state === 'running',
+      40_000,
+      () => 'running again by itself, with nothing to publish',
+    );
+    expect((await f.natsStatus()).lastError).toBeNull();
+    // And it publishes on the connection it made.
+    await f.register(1);
+    await streamHolds(f, 3, 30_000, () => 'the next event in the stream');
+  }, 120_000);
+
   it('a process started once NATS answers again clears the failure an earlier one stored, with nothing to publish', async () => {
     // Found by an integrator: after a restart on a quiet installation, /ready said retrying with the old error until the next event.
     const f = await natsFixture('nats_restarted');
