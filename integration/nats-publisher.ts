@@ -196,7 +196,7 @@ export class NatsPublisher {
         if (holder === undefined || holder === this.options.stream) throw error;
         throw new Error(
           `NATS stream ${this.options.stream} cannot be created: stream ${holder} on this server already takes the subjects ${SUBJECTS}. ` +
-            `Set CRM_NATS_STREAM=${holder} to publish into it, or give each CRM installation its own NATS account or server.`,
+            `Give each CRM installation its own NATS account or server (or delete ${holder} if nothing uses it); do not set CRM_NATS_STREAM=${holder}: two installations' events in one stream interleave, and neither keeps its order.`,
           { cause: error },
         );
       }
