@@ -33,6 +33,12 @@ export interface IntegrationEvent {
   /** Global position in the event log, as a decimal string (it may exceed 2^53). Increases in delivery order. */
   position: string;
   aggregate: { kind: AggregateKind; id: string };
+  /**
+   * The event's revision in its aggregate's stream (0 for the first): consecutive per aggregate, where
+   * positions are sparse, so a consumer of every event (NATS) can tell one missing. Added beside the
+   * fields before it, which keep their meaning.
+   */
+  revision: number;
   data: Record<string, unknown>;
 }
 
@@ -168,6 +174,7 @@ export function toIntegrationEvent(projected: ProjectedEvent, role: SubscriberRo
     recordedAt: projected.recordedAt.toISOString(),
     position: projected.position.toString(),
     aggregate: { kind: spec.kind, id: aggregateIdOf(projected.stream) },
+    revision: projected.revision,
     data,
   };
 }

@@ -107,6 +107,12 @@ export const IntegrationEventSchema = z
     recordedAt: z.string().describe('When the CRM recorded it (ISO 8601)'),
     position: z.string().describe('Global position (decimal string); increases in delivery order'),
     aggregate: z.object({ kind: z.enum(AGGREGATE_KINDS), id: z.string() }),
+    revision: z
+      .number()
+      .int()
+      .describe(
+        "The event's revision in its aggregate's stream (0 for the first): consecutive per aggregate, so a gap means an event not received (a subscription filtered by type skips the others)",
+      ),
     data: z
       .record(z.string(), z.unknown())
       .describe("The type's fields; personal fields read '[masked]' for analyst-level subscriptions and '[erased]' once the customer is forgotten"),

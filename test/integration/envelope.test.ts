@@ -45,8 +45,11 @@ describe('integration envelope', () => {
       recordedAt: '2026-03-01T10:00:00.000Z',
       position: (2n ** 60n + 7n).toString(),
       aggregate: { kind: 'customer', id: 'c1' },
+      revision: 0,
       data: { customerId: 'c1', name: 'Ada', email: 'ada@example.com', phone: null, company: 'ACME' },
     });
+    // The stream revision as recorded: consecutive per aggregate, where positions are sparse.
+    expect(toIntegrationEvent({ ...e, revision: 41 }, 'admin').revision).toBe(41);
     expect(toIntegrationEvent(e, 'analyst').data).toEqual({ customerId: 'c1', name: '[masked]', email: '[masked]', phone: null, company: '[masked]' });
     // A business time the client wrote with its offset goes out in UTC, as recordedAt does.
     const offset = { ...e, metadata: { occurredAt: '2026-03-01T11:59:00+02:00' } } as ProjectedEvent;

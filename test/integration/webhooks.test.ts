@@ -203,7 +203,7 @@ describe('webhook subscriptions over HTTP', () => {
     for (const path of ['/webhooks', '/webhooks/{id}', '/webhooks/{id}/deliveries', '/webhooks/{id}/replay', '/webhooks/event-types'])
       expect(Object.keys(doc.paths)).toContain(path);
     const envelope = doc.components.schemas.IntegrationEvent;
-    expect(Object.keys(envelope.properties).sort()).toEqual(['aggregate', 'data', 'id', 'occurredAt', 'position', 'recordedAt', 'type', 'version']);
+    expect(Object.keys(envelope.properties).sort()).toEqual(['aggregate', 'data', 'id', 'occurredAt', 'position', 'recordedAt', 'revision', 'type', 'version']);
     expect(envelope.properties.type.enum).toContain('PurchaseRecorded');
     const types = json(await h.app.inject({ method: 'GET', url: '/webhooks/event-types', headers: h.auth('admin') }));
     // Every aggregate an event type belongs to is a documented kind (clients generated from the document validate it).
@@ -354,7 +354,7 @@ describe('delivery', () => {
       // The envelope.
       const first = JSON.parse(flaky.accepted()[0]!.body);
       expect(first).toMatchObject({ id: ids[0], type: 'CustomerRegistered', version: 1, aggregate: { kind: 'customer' }, data: { name: 'Customer 0' } });
-      expect(Object.keys(first).sort()).toEqual(['aggregate', 'data', 'id', 'occurredAt', 'position', 'recordedAt', 'type', 'version']);
+      expect(Object.keys(first).sort()).toEqual(['aggregate', 'data', 'id', 'occurredAt', 'position', 'recordedAt', 'revision', 'type', 'version']);
 
       // The dead receiver's subscription is still on its first event, retrying; the status says why.
       const stuckView = await webhook(stuck.id);
