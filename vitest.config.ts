@@ -8,6 +8,7 @@ import { defineConfig } from 'vitest/config';
  */
 const stallsTheDatabase = [
   'test/audit/log-paging-beside-writers.test.ts',
+  'test/cli/publish-held-back.test.ts',
   'test/faults/database-faults.test.ts',
   'test/faults/demo-load-faults.test.ts',
   'test/faults/half-open.test.ts',

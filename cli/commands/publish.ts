@@ -1,3 +1,4 @@
+import { heldBackSeconds } from '../../eventstore/contract.ts';
 import { UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
 
 const options: Record<string, OptionWithHelp> = {
@@ -53,7 +54,13 @@ last message.`,
         run.out(`NATS will be published to again from position ${position} (the publisher picks it up within a second; consumers dedupe by event id).`);
         return 0;
       }
-      const statuses = await services.status();
+      const [statuses, held] = await Promise.all([services.status(), runtime.store.heldBack?.()]);
+      // Committed events a transaction open anywhere on the PostgreSQL server holds back: no publisher can
+      // read them yet, and each reads 0 behind meanwhile (its lag counts from the head the feed reads).
+      if (held && held.events > 0 && !run.values.json)
+        run.out(
+          `${held.events} committed events held back for ${heldBackSeconds(held)} s by a transaction open on the PostgreSQL server (any database; pg_stat_activity names it): no publisher sends them until it ends`,
+        );
       if (run.values.json) run.out(JSON.stringify(statuses, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2));
       else if (statuses.length === 0)
         run.out(`No publishers yet (NATS ${run.config.nats ? `to ${run.config.nats.stream}` : 'off: CRM_NATS_URL is not set'}; no webhook subscriptions).`);
