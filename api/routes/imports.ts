@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { importEncodingNamed, importEncodings } from '../../commands/import/encoding.ts';
+import { encodingExamples, importEncodingNamed } from '../../commands/import/encoding.ts';
 import type { ImportJobs } from '../../commands/import/jobs.ts';
 import { importKinds, type ImportedCommandType, type ImportKind } from '../../commands/import/rows.ts';
 import type { CommandType } from '../../commands/schemas.ts';
@@ -153,7 +153,7 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
       summary: 'Import a CSV or NDJSON file (202, then poll GET /imports/:id)',
       description:
         `Body: text/csv (header row) or application/x-ndjson (one object per line), uncompressed, at most ${maxBytes} bytes (413 above; 415 for another type or a Content-Encoding); ` +
-        'UTF-8 unless the Content-Type says charset=windows-1252 (or iso-8859-1). ' +
+        `UTF-8 unless the Content-Type names another charset (${encodingExamples}; any a browser reads; 415 for another). ` +
         'Each row is validated as the matching command; bad rows are listed with their line numbers. Sending the same file again appends nothing twice. ' +
         'Roles: those of the matching command (customers: POST /customers, purchases: POST /customers/:id/purchases, ...). One import per key at a time (409). ' +
         "A deal has an owner: a deals row without owner_id takes the default owner (defaultOwner, else the key's user), and is refused when there is none (a service key's import without defaultOwner); " +
@@ -191,8 +191,8 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
         .replace(/^"(.*)"$/, '$1');
       const encoding = charset === undefined ? 'utf-8' : importEncodingNamed(charset);
       if (!encoding)
-        throw new ProblemError('unsupported_media_type', `The charset ${charset} is not read; send ${importEncodings.join(' or ')}.`, {
-          errors: [{ field: 'content-type', message: `charset ${importEncodings.join(' or ')}` }],
+        throw new ProblemError('unsupported_media_type', `The charset ${charset} is not read; send utf-8, or the file's encoding: ${encodingExamples}.`, {
+          errors: [{ field: 'content-type', message: `a charset such as utf-8, ${encodingExamples}` }],
         });
       const declared = Number(request.headers['content-length']);
       const body = request.body as Readable;

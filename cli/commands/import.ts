@@ -1,7 +1,7 @@
 import { terminalText } from '../../shared/terminal-text.ts';
 import { stringValue, UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
 import { assertReadableFile } from '../files.ts';
-import { importEncodingNamed, importEncodings } from '../../commands/import/encoding.ts';
+import { encodingExamples, importEncodingNamed } from '../../commands/import/encoding.ts';
 import { importColumns, importKinds, isImportKind } from '../../commands/import/rows.ts';
 import { createProgress } from '../progress.ts';
 import { tuneHeapForImport } from '../../runtime/heap-tuning.ts';
@@ -9,7 +9,7 @@ import { tuneHeapForImport } from '../../runtime/heap-tuning.ts';
 const options: Record<string, OptionWithHelp> = {
   kind: { type: 'string', description: `${importKinds.join(', ')} (default: detected from the header)` },
   'batch-size': { type: 'string', description: 'rows per transaction (default 1000)' },
-  encoding: { type: 'string', description: 'utf-8 (default) or windows-1252 (also latin1, iso-8859-1): what a spreadsheet on Windows saves' },
+  encoding: { type: 'string', description: `the file's encoding: utf-8 (default), or the code page a spreadsheet saves in (${encodingExamples})` },
   report: { type: 'string', description: 'where bad rows are listed (default: import-report-<file>.csv)' },
   'default-owner': {
     type: 'string',
@@ -21,14 +21,15 @@ export const importCommand: CliCommand = {
   name: 'import',
   summary:
     'Import customers, purchases, refunds, deals, campaigns, responses, costs, feedback or activities from a CSV or NDJSON file (bad rows go to a report; re-running is harmless)',
-  usage: `import <file.csv|file.ndjson> [--kind ${importKinds.join('|')}] [--encoding ${importEncodings.join('|')}] [--report <path>] [--batch-size <n>] [--default-owner <userId>]`,
+  usage: `import <file.csv|file.ndjson> [--kind ${importKinds.join('|')}] [--encoding <name>] [--report <path>] [--batch-size <n>] [--default-owner <userId>]`,
   details: `
 Rows are streamed, validated with the same schemas and rules as the API, decided in memory in
 batches and appended many customers per transaction. Rows that fail are listed in the report file
 with their line number and the reason; the others go in. Importing the same file again appends
 nothing twice (each row's idempotency key comes from the file kind and its natural key: email,
 order id, ...), so an interrupted or crashed import is resumed by running it again. Files are read
-as UTF-8 unless --encoding says windows-1252 (what a spreadsheet on Windows saves); a byte order
+as UTF-8 unless --encoding names another encoding (what a spreadsheet on Windows saves is in its
+locale's code page: ${encodingExamples}; any name a browser knows is read); a byte order
 mark at the start (UTF-8's, UTF-16's) says what a file is, whatever --encoding says; a file that
 cannot be read past a line (not in its encoding, or a quote never closed) stops there, exit code 65.
 The header tells the delimiter (comma, or semicolon or tab when it holds more of those); in a semicolon
@@ -55,7 +56,7 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
     if (kind !== undefined && !isImportKind(kind)) throw new UsageError(`--kind must be one of ${importKinds.join(', ')}`);
     const encodingName = stringValue(run, 'encoding');
     const encoding = encodingName === undefined ? undefined : importEncodingNamed(encodingName);
-    if (encodingName !== undefined && !encoding) throw new UsageError(`--encoding must be one of ${importEncodings.join(', ')}`);
+    if (encodingName !== undefined && !encoding) throw new UsageError(`--encoding must name an encoding: utf-8, ${encodingExamples}, ...`);
     const batchSize = stringValue(run, 'batch-size');
     if (batchSize !== undefined && !(Number.isSafeInteger(Number(batchSize)) && Number(batchSize) >= 1 && Number(batchSize) <= 1000))
       throw new UsageError('--batch-size must be a whole number from 1 to 1000');

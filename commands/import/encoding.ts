@@ -3,24 +3,37 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { TextDecoder } from 'node:util';
 
 /**
- * The character encodings an import file may be in. Spreadsheets on Windows save "CSV" as
- * Windows-1252 (ISO-8859-1 is read as it too, as browsers do); read as UTF-8, every accented letter
- * of such a file became U+FFFD and was stored so ("M�ller"), silently.
+ * The character encoding an import file is in: a WHATWG name (`utf-8`, `windows-1254`, `shift_jis`,
+ * ...), as Node's TextDecoder names it. Spreadsheets on Windows save "CSV" in the code page of their
+ * locale: Windows-1252 in Western Europe, 1254 in Turkey, 1255 in Israel, Shift-JIS in Japan. Read as
+ * UTF-8, every accented letter of such a file became U+FFFD and was stored so ("M�ller"), silently;
+ * read as Windows-1252, a Turkish file was stored `Ðül Þahin` for `Ğül Şahin`.
  */
-export const importEncodings = ['utf-8', 'windows-1252'] as const;
-export type ImportEncoding = (typeof importEncodings)[number];
+export type ImportEncoding = string;
 
-const ALIASES: Record<string, ImportEncoding> = {
-  'utf-8': 'utf-8',
-  utf8: 'utf-8',
-  'windows-1252': 'windows-1252',
-  cp1252: 'windows-1252',
-  'iso-8859-1': 'windows-1252',
-  latin1: 'windows-1252',
+/** Encodings named in messages, with where their files come from. */
+export const encodingExamples =
+  'windows-1252 for Western Europe, windows-1254 for Turkish, windows-1255 for Hebrew, shift_jis for Japanese, utf-16le for Unicode text';
+
+/**
+ * The encoding a name (a `--encoding` value, a `charset` parameter) stands for, if it is one we read:
+ * any label TextDecoder knows (`latin1` and `iso-8859-1` are `windows-1252`, `utf-16` is `utf-16le`).
+ */
+export const importEncodingNamed = (name: string): ImportEncoding | undefined => {
+  try {
+    return new TextDecoder(name.trim()).encoding;
+  } catch {
+    return undefined;
+  }
 };
 
-/** The encoding a name (a `--encoding` value, a `charset` parameter) stands for, if it is one we read. */
-export const importEncodingNamed = (name: string): ImportEncoding | undefined => ALIASES[name.trim().toLowerCase()];
+/**
+ * The encodings of one byte a character. Almost no text in one of them that holds a letter outside
+ * ASCII is also valid UTF-8 of several bytes a character: a file that is has been saved as UTF-8, and
+ * read as told it was stored as mojibake (`FranÃ§ois`).
+ */
+const SINGLE_BYTE = /^(windows-\d+|iso-8859-\d+(-i)?|koi8-[ru]|ibm866|macintosh|x-mac-cyrillic)$/;
+export const isSingleByte = (encoding: ImportEncoding): boolean => SINGLE_BYTE.test(encoding);
 
 export const CR = 0x0d;
 export const LF = 0x0a;
@@ -56,10 +69,34 @@ const nextLineStart = (bytes: Buffer, from: number): number => {
  * told so, stored `FranÃ§ois` and a first column `ï»¿id` that named nothing. A file that starts with
  * a UTF-16 mark is what spreadsheets call "Unicode text".
  */
-export type TextReadAs = ImportEncoding | 'utf-16le' | 'utf-16be';
+export type TextReadAs = ImportEncoding;
 
-/** The longest byte order mark (UTF-8's). */
-const MARK_BYTES = 3;
+/**
+ * The first bytes looked at before reading: enough for the longest byte order mark (UTF-8's, three)
+ * and to tell UTF-16 without one.
+ */
+const FIRST_BYTES = 64;
+
+/**
+ * The UTF-16 that `bytes`, the start of a file without a byte order mark, looks like: NUL bytes at
+ * odd offsets only (the high bytes of ASCII in little-endian) or even ones only. Text in any other
+ * encoding holds no NUL; read as one, such a file was said to be Windows-1252.
+ */
+const unmarkedUtf16 = (bytes: Buffer): 'utf-16le' | 'utf-16be' | undefined => {
+  const units = Math.min(bytes.length, FIRST_BYTES) >> 1;
+  let evenNuls = 0;
+  let oddNuls = 0;
+  for (let unit = 0; unit < units; unit += 1) {
+    if (bytes[2 * unit] === 0) evenNuls += 1;
+    if (bytes[2 * unit + 1] === 0) oddNuls += 1;
+  }
+  if (units < 2) return undefined;
+  if (evenNuls === 0 && oddNuls * 4 >= units) return 'utf-16le';
+  if (oddNuls === 0 && evenNuls * 4 >= units) return 'utf-16be';
+  return undefined;
+};
+
+const isUtf16 = (encoding: TextReadAs | undefined): boolean => encoding === 'utf-16le' || encoding === 'utf-16be';
 
 /** The UTF-16 code unit at `at`. */
 const unitAt = (bytes: Buffer, at: number, bigEndian: boolean): number => (bigEndian ? bytes.readUInt16BE(at) : bytes.readUInt16LE(at));
@@ -99,12 +136,18 @@ class TextLines extends Transform {
   invalidLine: number | undefined;
   /** What the file is read as, once its first bytes are in. */
   readAs: TextReadAs | undefined;
+  /** The encoding the text that stopped the reading is in after all (UTF-8 given as a single-byte one, UTF-16 without a mark). */
+  looksLike: ImportEncoding | undefined;
   /** The line the next byte passed on is on. */
   private line = 1;
   /** The bytes after the last line end seen (and, at first, those too few to tell a byte order mark by). */
   private held: Buffer | undefined;
   /** The last byte passed on was a CR (an LF first in the next bytes ends the same line). */
   private afterCr = false;
+  /** The decoder of an encoding other than UTF-8 and UTF-16, once the file is read as one. */
+  private decoder: TextDecoder | undefined;
+  /** A single-byte encoding was given and no letter outside ASCII was read yet: it may be UTF-8 after all. */
+  private mayBeUtf8 = false;
 
   constructor(private readonly declared: ImportEncoding) {
     super();
@@ -118,11 +161,12 @@ class TextLines extends Transform {
     this.held = undefined;
     if (this.readAs === undefined) {
       // The mark is told from the first bytes, however few the first chunk holds.
-      if (bytes.length < MARK_BYTES) {
+      if (bytes.length < FIRST_BYTES) {
         this.held = Buffer.from(bytes);
         return callback();
       }
       bytes = this.tell(bytes);
+      if (this.invalidLine !== undefined) return callback();
     }
     this.decode(bytes, heldBefore, false);
     callback();
@@ -133,7 +177,7 @@ class TextLines extends Transform {
       let bytes = this.held ?? Buffer.alloc(0);
       this.held = undefined;
       if (this.readAs === undefined) bytes = this.tell(bytes);
-      this.decode(bytes, 0, true);
+      if (this.invalidLine === undefined) this.decode(bytes, 0, true);
     }
     callback();
   }
@@ -142,24 +186,39 @@ class TextLines extends Transform {
   private tell(bytes: Buffer): Buffer {
     if (bytes[0] === 0xff && bytes[1] === 0xfe) this.readAs = 'utf-16le';
     else if (bytes[0] === 0xfe && bytes[1] === 0xff) this.readAs = 'utf-16be';
-    else this.readAs = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 'utf-8' : this.declared;
-    return this.readAs === 'utf-16le' || this.readAs === 'utf-16be' ? bytes.subarray(2) : bytes;
+    else if (isUtf16(this.declared)) {
+      this.readAs = this.declared;
+      return bytes;
+    } else if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) this.readAs = 'utf-8';
+    else {
+      this.readAs = this.declared;
+      const utf16 = unmarkedUtf16(bytes);
+      if (utf16 !== undefined) {
+        this.looksLike = utf16;
+        this.stop();
+        return bytes;
+      }
+      this.mayBeUtf8 = isSingleByte(this.declared);
+    }
+    if (this.readAs !== 'utf-8' && !isUtf16(this.readAs)) this.decoder = new TextDecoder(this.readAs, { fatal: true });
+    return isUtf16(this.readAs) ? bytes.subarray(2) : bytes;
   }
 
   /** `bytes` (the held ones first, `held` of them, with no line end) passed on up to their last line end; all of them when `last`. */
   private decode(bytes: Buffer, held: number, last: boolean): void {
-    if (this.readAs === 'windows-1252') {
-      // A single-byte encoding: no character is cut by a chunk's end, and every byte is one.
-      if (bytes.length > 0) this.push(Buffer.from(bytes.toString('latin1').replace(/[\u0080-\u009f]/g, fromCp1252), 'utf8'));
-      return;
-    }
-    const utf16 = this.readAs === 'utf-16le' || this.readAs === 'utf-16be';
+    const utf16 = isUtf16(this.readAs);
     const bigEndian = this.readAs === 'utf-16be';
-    // A line end is never inside a character: whole lines hold whole characters.
+    // A line end is never inside a character: whole lines hold whole characters (no encoding read has
+    // a character of several bytes with a CR or LF byte in it, but UTF-16).
     let end = last ? bytes.length : utf16 ? lastUtf16LineEnd(bytes, held & ~1, bigEndian) : Math.max(bytes.lastIndexOf(LF), bytes.lastIndexOf(CR)) + 1;
-    if (end === 0 && bytes.length > MAX_HELD_BYTES) end = utf16 ? wholeUtf16(bytes, bigEndian) : wholeCharacters(bytes);
+    // The decoder of another encoding keeps a character cut at the end for the next bytes.
+    if (end === 0 && bytes.length > MAX_HELD_BYTES) end = utf16 ? wholeUtf16(bytes, bigEndian) : this.decoder ? bytes.length : wholeCharacters(bytes);
     this.held = end < bytes.length ? Buffer.from(bytes.subarray(end)) : undefined;
-    if (utf16) this.passUtf16(bytes.subarray(0, end), bigEndian);
+    if (utf16)
+      this.passDecoded(bytes.subarray(0, end), new TextDecoder(this.readAs, { fatal: true, ignoreBOM: true }), (part, from) =>
+        nextUtf16LineStart(part, from, bigEndian),
+      );
+    else if (this.decoder) this.passLegacy(bytes.subarray(0, end), this.decoder, last);
     else this.passUtf8(bytes.subarray(0, end));
   }
 
@@ -172,22 +231,45 @@ class TextLines extends Transform {
     this.stop();
   }
 
-  private passUtf16(bytes: Buffer, bigEndian: boolean): void {
-    const decoder = new TextDecoder(bigEndian ? 'utf-16be' : 'utf-16le', { fatal: true, ignoreBOM: true });
-    const decoded = (part: Buffer): string | undefined => {
+  /** `bytes` in a legacy encoding (Windows-1254, Shift-JIS, ...), `last` of the file or not. */
+  private passLegacy(bytes: Buffer, decoder: TextDecoder, last: boolean): void {
+    if (this.mayBeUtf8) {
+      // The first line with a byte outside ASCII tells: UTF-8 of several bytes a letter, or the encoding given.
+      const outside = bytes.findIndex((byte) => byte >= 0x80);
+      if (outside >= 0) {
+        this.mayBeUtf8 = false;
+        const start = Math.max(bytes.lastIndexOf(LF, outside), bytes.lastIndexOf(CR, outside)) + 1;
+        const end = nextLineStart(bytes, outside);
+        if (isUtf8(bytes.subarray(start, end < 0 ? bytes.length : end))) {
+          this.passLegacy(bytes.subarray(0, start), decoder, last);
+          this.looksLike = 'utf-8';
+          return this.stop();
+        }
+      }
+    }
+    this.passDecoded(bytes, decoder, nextLineStart, !last);
+  }
+
+  /**
+   * `bytes` decoded, when the whole of them is text in their encoding; else the lines before the
+   * first that is not on its own (a line end is never inside a character), then the end of the text.
+   */
+  private passDecoded(bytes: Buffer, decoder: TextDecoder, lineStart: (bytes: Buffer, from: number) => number, more = false): void {
+    const decoded = (part: Buffer, stream: boolean): string | undefined => {
       try {
-        return decoder.decode(part);
+        const text = decoder.decode(part, { stream });
+        // Node's TextDecoder reads Windows-1252 as Latin-1: 0x80 came out as U+0080, not the euro sign.
+        return decoder.encoding === 'windows-1252' ? text.replace(/[\u0080-\u009f]/g, fromCp1252) : text;
       } catch {
         return undefined;
       }
     };
-    const whole = decoded(bytes);
+    const whole = decoded(bytes, more);
     if (whole !== undefined) return this.passLines(Buffer.from(whole, 'utf8'));
-    // The first line that is not UTF-16 on its own is the bad one (a surrogate pair never holds a line end).
     let from = 0;
     let good = '';
-    for (let next = nextUtf16LineStart(bytes, 0, bigEndian); next >= 0; next = nextUtf16LineStart(bytes, from, bigEndian)) {
-      const line = decoded(bytes.subarray(from, next));
+    for (let next = lineStart(bytes, 0); next >= 0; next = lineStart(bytes, from)) {
+      const line = decoded(bytes.subarray(from, next), false);
       if (line === undefined) break;
       good += line;
       from = next;
@@ -222,8 +304,7 @@ const wholeCharacters = (bytes: Buffer): number => {
 
 /**
  * Windows-1252's characters for 0x80-0x9F (the rest is Latin-1, byte for code point), with the five
- * bytes it leaves undefined kept as their code points, as WHATWG's decoder does. Node's TextDecoder
- * reads this encoding as Latin-1 (0x80 came out as U+0080, not the euro sign).
+ * bytes it leaves undefined kept as their code points, as WHATWG's decoder does.
  */
 const CP1252_HIGH = '€\u0081‚ƒ„…†‡ˆ‰Š‹Œ\u008dŽ\u008f\u0090‘’“”•–—˜™š›œ\u009džŸ';
 const fromCp1252 = (c: string): string => CP1252_HIGH[c.charCodeAt(0) - 0x80]!;
@@ -233,6 +314,8 @@ export interface Utf8Text {
   stream: Readable;
   /** The line where the text stopped being readable in its encoding, once the stream has ended. */
   invalidLine(): number | undefined;
+  /** The encoding that text is in after all, when it looks like another one (TextLines.looksLike). */
+  looksLike(): ImportEncoding | undefined;
   /** What the file was read as (TextReadAs), once its first bytes are in. */
   readAs(): TextReadAs | undefined;
 }
@@ -242,5 +325,5 @@ export const utf8Text = (input: Readable, encoding: ImportEncoding): Utf8Text =>
   const decode = new TextLines(encoding);
   input.once('error', (error) => decode.destroy(error));
   input.pipe(decode);
-  return { stream: decode, invalidLine: () => decode.invalidLine, readAs: () => decode.readAs };
+  return { stream: decode, invalidLine: () => decode.invalidLine, looksLike: () => decode.looksLike, readAs: () => decode.readAs };
 };

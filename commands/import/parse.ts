@@ -1,6 +1,6 @@
 import { Readable, type TransformCallback } from 'node:stream';
 import { CsvError, Parser } from 'csv-parse';
-import { CR, LF, lineEndsIn, utf8Text, type ImportEncoding, type TextReadAs } from './encoding.ts';
+import { CR, encodingExamples, LF, lineEndsIn, utf8Text, type ImportEncoding, type Utf8Text } from './encoding.ts';
 import { MAX_JSON_DEPTH, nestedDeeperThan, normalizeHeader, NUMBER_COLUMNS, rememberWritten, type Row } from './rows.ts';
 import { unguardedCsvField } from '../../shared/csv.ts';
 import { keyGivenTwice } from '../../shared/json-keys.ts';
@@ -450,13 +450,24 @@ async function* ndjsonRecords(input: Readable): AsyncGenerator<ImportRecord> {
   }
 }
 
-/** Why text stopped being readable, by what the file was read as and what it was said to be in. */
-const notText = (readAs: TextReadAs | undefined, declared: ImportEncoding): string =>
-  readAs === 'utf-16le' || readAs === 'utf-16be'
-    ? 'it is not UTF-16 text, as its byte order mark says (a lone surrogate, or a byte missing at the end): save the file again, as UTF-8 or Unicode text'
-    : declared === 'utf-8'
-      ? 'it is not UTF-8 text: a file saved as Windows-1252 or Latin-1 is read with --encoding windows-1252, or sent with charset=windows-1252'
-      : 'it is not UTF-8 text, as its byte order mark says (read as UTF-8, whatever the encoding given): save the file again, as UTF-8';
+/** Why text stopped being readable: by what it looks like, what the file was read as and what it was said to be in. */
+const notText = (text: Utf8Text, declared: ImportEncoding): string => {
+  const readAs = text.readAs();
+  const looksLike = text.looksLike();
+  if (looksLike === 'utf-8')
+    return `it is UTF-8 text, not ${declared}: its letters are UTF-8's, and read as ${declared} they would be stored garbled; import it without --encoding, or send it with charset=utf-8`;
+  if (looksLike !== undefined)
+    return `it looks like UTF-16 text without a byte order mark (NUL bytes between the letters): read it with --encoding ${looksLike}, or send it with charset=${looksLike}`;
+  if (readAs === 'utf-16le' || readAs === 'utf-16be')
+    return declared === readAs
+      ? `it is not ${readAs} text (a lone surrogate, or a byte missing at the end): save the file again, as UTF-8 or Unicode text`
+      : 'it is not UTF-16 text, as its byte order mark says (a lone surrogate, or a byte missing at the end): save the file again, as UTF-8 or Unicode text';
+  const name = `name the file's encoding with --encoding, or send it with a charset naming it: ${encodingExamples}`;
+  if (readAs !== 'utf-8') return `it is not ${readAs} text, as given: ${name}`;
+  return declared === 'utf-8'
+    ? `it is not UTF-8 text: ${name}`
+    : 'it is not UTF-8 text, as its byte order mark says (read as UTF-8, whatever the encoding given): save the file again, as UTF-8';
+};
 
 /**
  * The records of a file in `encoding` (UTF-8 unless told, or a byte order mark says otherwise). Text
@@ -478,7 +489,7 @@ export async function* parseRecords(
       yield record;
     }
     const line = text.invalidLine();
-    if (line !== undefined && !ended) yield { line, unreadableRest: unreadableRest(notText(text.readAs(), encoding)) };
+    if (line !== undefined && !ended) yield { line, unreadableRest: unreadableRest(notText(text, encoding)) };
   } finally {
     input.destroy();
   }

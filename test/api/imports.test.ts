@@ -51,7 +51,7 @@ describe('HTTP import', () => {
     const post = (contentType: string) => postImport('admin', body, 'customers', contentType);
     const unknown = await post('text/csv; charset=ebcdic');
     expect(unknown.statusCode).toBe(415);
-    expect(unknown.json().detail).toContain('utf-8 or windows-1252');
+    expect(unknown.json().detail).toContain("send utf-8, or the file's encoding: windows-1252 for Western Europe, windows-1254 for Turkish");
     expect(unknown.json().errors).toEqual([expect.objectContaining({ field: 'content-type' })]);
     const asUtf8 = await waitForJob((await post('text/csv')).json().id);
     expect(asUtf8).toMatchObject({ status: 'failed', counts: { imported: 0 }, error: expect.stringMatching(/^line 2: .*not UTF-8/) });
@@ -61,6 +61,28 @@ describe('HTTP import', () => {
       (await storedEvents(api.store)).filter((e) => e.type === 'CustomerRegistered').map((e) => api.crm.personalData.reveal(e.type, e.data)),
     );
     expect(registered).toContainEqual(expect.objectContaining({ name: 'Renée', email: 'renee@example.com' }));
+  });
+
+  it('reads the charset of any locale a browser reads (Turkish), and UTF-16 without a byte order mark when its charset says so', async () => {
+    const turkish = Buffer.concat([
+      Buffer.from('name,email\n'),
+      Buffer.from([0xd0, 0xfc, 0x6c, 0x20, 0xde, 0x61, 0x68, 0x69, 0x6e]),
+      Buffer.from(',gul@example.com\n'),
+    ]);
+    const asTurkish = await waitForJob((await postImport('admin', turkish, 'customers', 'text/csv; charset=windows-1254')).json().id);
+    expect(asTurkish).toMatchObject({ status: 'done', counts: { rows: 1, imported: 1, rejected: 0 } });
+    const utf16 = Buffer.from('name,email\nZoë Ünal,zoe.unal@example.com\n', 'utf16le');
+    const unmarked = await waitForJob((await postImport('admin', utf16)).json().id);
+    expect(unmarked).toMatchObject({ status: 'failed', error: expect.stringContaining('UTF-16 text without a byte order mark') });
+    const told = await postImport('admin', utf16, 'customers', 'text/csv; charset=utf-16');
+    expect(told.statusCode).toBe(202);
+    expect(await waitForJob(told.json().id)).toMatchObject({ status: 'done', counts: { rows: 1, imported: 1, rejected: 0 } });
+    const registered = await Promise.all(
+      (await storedEvents(api.store)).filter((e) => e.type === 'CustomerRegistered').map((e) => api.crm.personalData.reveal(e.type, e.data)),
+    );
+    expect(registered).toEqual(
+      expect.arrayContaining([expect.objectContaining({ name: 'Ğül Şahin' }), expect.objectContaining({ name: 'Zoë Ünal', email: 'zoe.unal@example.com' })]),
+    );
   });
 
   it('imports a spreadsheet saved in a decimal-comma locale: semicolons between fields, decimal commas in amounts', async () => {

@@ -189,7 +189,9 @@ describe('crm import', () => {
     const before = await eventCount();
     const utf8 = await runCrm(['import', latin1, '--report', report], { cwd: folder, env });
     expect(utf8.code).toBe(65);
-    expect(utf8.stderr).toMatch(/^crm: line 3: file: cannot be read from this line on \(it is not UTF-8 text: .*--encoding windows-1252/m);
+    expect(utf8.stderr).toMatch(
+      /^crm: line 3: file: cannot be read from this line on \(it is not UTF-8 text: name the file's encoding with --encoding.*windows-1252 for Western Europe/m,
+    );
     expect(await eventCount()).toBe(before + 1);
     const windows = await runCrm(['import', latin1, '--encoding', 'latin1', '--report', report], { cwd: folder, env });
     expect(windows.code, windows.stderr).toBe(0);
@@ -197,7 +199,7 @@ describe('crm import', () => {
     expect(await eventCount()).toBe(before + 2);
     const unknown = await runCrm(['import', latin1, '--encoding', 'ebcdic'], { cwd: folder, env });
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toContain('--encoding must be one of utf-8, windows-1252');
+    expect(unknown.stderr).toContain('--encoding must name an encoding: utf-8, windows-1252 for Western Europe, windows-1254 for Turkish');
   });
 
   it('refuses a folder as its file, and a report it cannot write, naming them, without a stack trace', async () => {

@@ -387,7 +387,9 @@ describe('NDJSON files', () => {
 });
 
 describe('text encodings', () => {
-  const notUtf8 = expect.stringMatching(/^file: cannot be read from this line on \(it is not UTF-8 text: .*--encoding windows-1252.*charset=windows-1252\)/);
+  const notUtf8 = expect.stringMatching(
+    /^file: cannot be read from this line on \(it is not UTF-8 text: name the file's encoding with --encoding, .*windows-1252 for Western Europe, windows-1254 for Turkish, windows-1255 for Hebrew, shift_jis for Japanese/,
+  );
 
   it('ends at the first line that is not UTF-8, after the rows before it, and says how to read such a file', async () => {
     const file = [Buffer.from('name,email\nZoë,zoe@example.com\n\n'), latin1('Müller,mueller@example.com\nLin,lin@example.com\n')];
@@ -421,6 +423,63 @@ describe('text encodings', () => {
       Buffer.from([0x80, 0x20, 0x41, 0x47, 0x0a]),
     ];
     expect(await records(file, 'csv', 'windows-1252')).toEqual([{ line: 2, row: { name: 'Müller', email: 'mueller@example.com', company: '€ AG' } }]);
+  });
+
+  it('reads the code pages of other locales when told (Turkish, Hebrew, Japanese), a character cut by the chunks included', async () => {
+    const turkish = Buffer.concat([
+      Buffer.from('name,email\n'),
+      Buffer.from([0xd0, 0xfc, 0x6c, 0x20, 0xde, 0x61, 0x68, 0x69, 0x6e]),
+      Buffer.from(',gul@example.com\n'),
+    ]);
+    expect(await records([turkish], 'csv', 'windows-1254')).toEqual([{ line: 2, row: { name: 'Ğül Şahin', email: 'gul@example.com' } }]);
+    const hebrew = Buffer.concat([Buffer.from('name,email\n'), Buffer.from([0xf9, 0xf8, 0xe4]), Buffer.from(',sara@example.com\n')]);
+    expect(await records([hebrew], 'csv', 'windows-1255')).toEqual([{ line: 2, row: { name: 'שרה', email: 'sara@example.com' } }]);
+    // 日本 in Shift-JIS, each byte in a chunk of its own, on a line longer than the first bytes looked at.
+    const japanese = Buffer.concat([
+      Buffer.from('name,email,notes\n'),
+      Buffer.from([0x93, 0xfa, 0x96, 0x7b]),
+      Buffer.from(`,jp@example.com,${'x'.repeat(80)}\n`),
+    ]);
+    const expected = [{ line: 2, row: { name: '日本', email: 'jp@example.com', notes: 'x'.repeat(80) } }];
+    expect(await records([japanese], 'csv', 'shift_jis')).toEqual(expected);
+    expect(
+      await records(
+        [...japanese].map((byte) => Buffer.from([byte])),
+        'csv',
+        'shift_jis',
+      ),
+    ).toEqual(expected);
+    // Bytes that are no Shift-JIS (a lead byte before a line end): stopped at their line, saying so.
+    expect(await records([Buffer.concat([japanese, Buffer.from([0x93, 0x0a])])], 'csv', 'shift_jis')).toEqual([
+      ...expected,
+      { line: 3, unreadableRest: expect.stringContaining('it is not shift_jis text, as given: name the file') },
+    ]);
+  });
+
+  it('refuses a UTF-8 file given as a single-byte encoding, from its first letter outside ASCII: read so it was stored garbled', async () => {
+    const file = Buffer.from('name,email\nAda,ada@example.com\nFrançois,francois@example.com\n');
+    expect(await records([file], 'csv', 'windows-1252')).toEqual([
+      { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 3, unreadableRest: expect.stringContaining('it is UTF-8 text, not windows-1252: ') },
+    ]);
+    expect(await records([file], 'csv', 'windows-1254')).toEqual([
+      { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 3, unreadableRest: expect.stringContaining('import it without --encoding') },
+    ]);
+  });
+
+  it('says a file is UTF-16 without a byte order mark, and reads it when told', async () => {
+    const file = Buffer.from('name,email\nZoë,zoe@example.com\n', 'utf16le');
+    expect(await records([file], 'csv')).toEqual([
+      {
+        line: 1,
+        unreadableRest: expect.stringContaining('UTF-16 text without a byte order mark (NUL bytes between the letters): read it with --encoding utf-16le'),
+      },
+    ]);
+    expect(await records([Buffer.from(file).swap16()], 'csv', 'windows-1252')).toEqual([
+      { line: 1, unreadableRest: expect.stringContaining('--encoding utf-16be') },
+    ]);
+    expect(await records([Buffer.from(file).swap16()], 'csv', 'utf-16be')).toEqual([{ line: 2, row: { name: 'Zoë', email: 'zoe@example.com' } }]);
   });
 
   it('reads a UTF-8 letter cut by the end of a chunk, and UTF-16 by its byte order mark', async () => {
@@ -467,8 +526,9 @@ describe('text encodings', () => {
     const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('name,email\nZoë,zoe@example.com\n', 'utf16le')]);
     expect(await records([utf16], 'csv', 'windows-1252')).toEqual([{ line: 2, row: { name: 'Zoë', email: 'zoe@example.com' } }]);
     // Without a mark, the bytes are Windows-1252 as told (these three are "ï»¿" there).
-    expect(await records([latin1('name,email\nï»¿,x@example.com\n')], 'csv', 'windows-1252')).toEqual([
-      { line: 2, row: { name: 'ï»¿', email: 'x@example.com' } },
+    // (with a letter that is no UTF-8: alone, these bytes are UTF-8's mark, refused as UTF-8 given as Windows-1252).
+    expect(await records([latin1('name,email\nï»¿Müller,x@example.com\n')], 'csv', 'windows-1252')).toEqual([
+      { line: 2, row: { name: 'ï»¿Müller', email: 'x@example.com' } },
     ]);
   });
 
