@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { unlessRebuilding } from './exchange-rates.ts';
 import { DUPLICATE_GROUP_ORDER, DUPLICATE_REASON_RANK } from '../read-models/customers.ts';
-import { DUPLICATE_REASONS, INVISIBLE_NAME_CHARACTERS, MATCH_KEY_COLUMN, type DuplicateReason } from '../read-models/match-keys.ts';
+import { DUPLICATE_REASONS, INVISIBLE_NAME_CHARACTERS, MATCH_KEY_COLUMN, notInWordsSql, type DuplicateReason } from '../read-models/match-keys.ts';
 import type { ReadModelSource } from './page.ts';
 import type { ReadScope } from './scope.ts';
 
@@ -56,8 +56,8 @@ export async function groupsByNormalisingEveryCustomer(source: ReadModelSource, 
       SELECT customer_id, registered_at,
         lower(trim(email)) AS email_key,
         regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') AS phone_key,
-        array_to_string(ARRAY(SELECT w FROM unnest(regexp_split_to_array(lower(regexp_replace(regexp_replace(name, ${INVISIBLE_NAME_CHARACTERS}, '', 'g'), '[^[:alnum:][:space:]]', ' ', 'g')), '[[:space:]]+')) AS w
-          WHERE w <> '' ORDER BY w), ' ') AS name_key
+        array_to_string(ARRAY(SELECT w FROM unnest(string_to_array(lower(regexp_replace(normalize(regexp_replace(name, ${INVISIBLE_NAME_CHARACTERS}, '', 'g'), NFC), ${notInWordsSql()}, ' ', 'g')), ' ')) AS w
+          WHERE w <> '' ORDER BY w COLLATE "C"), ' ') AS name_key
       FROM ${sql.id(source.schema, 'customers')} WHERE status IN ('active', 'inactive') ${visible}
     ), groups AS (
       SELECT 'email' AS reason, array_agg(customer_id::text ORDER BY registered_at, customer_id) AS ids FROM c GROUP BY email_key HAVING count(*) > 1

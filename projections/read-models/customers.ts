@@ -573,7 +573,8 @@ export const customersProjection: Projection = {
   //     the name as a search compares it (without invisible characters).
   // 11: `customer_links` keyed by kind and id: a deal and a feedback item with one id took each other's
   //     link (the wrong customer's counters, a negative open-feedback count).
-  version: 11,
+  // 12: a name's match key keeps combining marks in its words (`राम शर्मा` and `रीमा शर्मा` shared `र म शर`).
+  version: 12,
   tables: ['customers', 'customer_purchase_keys', 'customer_links', 'revenue_lines', 'customer_duplicate_groups'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },
   migrate,

@@ -36,13 +36,46 @@ const INVISIBLE_IN_NAMES = new RegExp(INVISIBLE_NAME_CHARACTERS, 'g');
  */
 export const searchFormOf = (text: string): string => text.replace(INVISIBLE_IN_NAMES, '').toLowerCase();
 
+/**
+ * What is not part of a name's words: all but letters, digits and the combining marks written with
+ * letters (Devanagari's vowel signs, an accent typed apart). Marks broke words apart: `राम शर्मा` and
+ * `रीमा शर्मा` both read `र म शर` and were reported as one person.
+ */
+const NOT_IN_WORDS = /[^\p{L}\p{M}\p{N}]+/gu;
+
+let notInWordsBracket: string | undefined;
+
+/**
+ * NOT_IN_WORDS as a PostgreSQL regular expression, its characters listed by code point: PostgreSQL's
+ * `[:alnum:]` depends on the database's locale (under C.UTF-8 it left out some marks, took superscript
+ * digits as no digits), so a key it gave was not always the projection's. Built when first asked for.
+ */
+export const notInWordsSql = (): string => {
+  if (notInWordsBracket === undefined) {
+    const inWords = /[\p{L}\p{M}\p{N}]/u;
+    const ranges: string[] = [];
+    let start = -1;
+    for (let point = 0; point <= 0x110000; point += 1) {
+      const part = point < 0x110000 && (point < 0xd800 || point > 0xdfff) && inWords.test(String.fromCodePoint(point));
+      if (part && start < 0) start = point;
+      else if (!part && start >= 0 && !(point >= 0xd800 && point <= 0xdfff)) {
+        ranges.push(start === point - 1 ? String.fromCodePoint(start) : `${String.fromCodePoint(start)}-${String.fromCodePoint(point - 1)}`);
+        start = -1;
+      }
+    }
+    notInWordsBracket = `[^${ranges.join('')}]+`;
+  }
+  return notInWordsBracket;
+};
+
 /** Fewer digits than this is not a phone number worth matching on (an extension, a typo). */
 const MIN_PHONE_DIGITS = 6;
 
 /**
  * The keys of a customer, as the report has always defined them: the email lower-cased without the
- * spaces around it; the phone's digits; the name's words (letters and digits, lower-cased), sorted,
- * so that case, punctuation, invisible characters and word order do not matter.
+ * spaces around it; the phone's digits; the name's words (letters, their marks and digits, composed
+ * (NFC) and lower-cased), sorted, so that case, punctuation, invisible characters and word order do not
+ * matter. Accents are kept: `José` and `Jose` are two names.
  */
 export function matchKeysOf(customer: { name: string; email: string; phone: string | null; status: string }): MatchKeys {
   if (!COMPARED.has(customer.status)) return { email_key: null, phone_key: null, name_key: null };
@@ -50,9 +83,11 @@ export function matchKeysOf(customer: { name: string; email: string; phone: stri
   const words = customer.name
     // Invisible characters are dropped, not a word break: "Ad\u200ba Lovelace" escaped the report beside "Ada Lovelace".
     .replace(INVISIBLE_IN_NAMES, '')
-    .replace(/[^\p{L}\p{N}\s]/gu, ' ')
+    // Composed, an accent typed apart is the letter's, as in the same name typed whole.
+    .normalize('NFC')
+    .replace(NOT_IN_WORDS, ' ')
     .toLowerCase()
-    .split(/\s+/u)
+    .split(' ')
     .filter((w) => w !== '')
     .sort();
   return {
