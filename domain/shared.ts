@@ -168,10 +168,30 @@ const fitsSmtp = (email: string): boolean => {
       .every((label) => label.length <= 63)
   );
 };
-/** An address as commands take it: spaces around it (pasted from a mail client) are dropped, as emails compare trimmed. */
-export const EmailAddress = SafeText.trim().pipe(
-  z.email().max(254).refine(fitsSmtp, 'a local part of at most 64 characters and domain labels of at most 63 (RFC 5321)'),
-);
+/**
+ * zod's address syntax (`z.regexes.email`), with a top-level domain in punycode too: its own takes
+ * letters only, and `info@example.xn--p1ai` (Russia's `.рф`), India's `.xn--h2brj9c` and China's
+ * `.xn--fiqs8s` were refused as invalid.
+ */
+const EMAIL_SYNTAX = /^(?:[A-Za-z0-9_'+-]+\.)*[A-Za-z0-9_'+-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9][A-Za-z0-9-]*\.)+(?:[A-Za-z]{2,}|xn--[A-Za-z0-9-]+)$/;
+/** What an address pasted from a web page or a document may carry unseen: zero-width spaces, direction marks, the word joiner. */
+const INVISIBLE_IN_ADDRESS = /[\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
+const codePointOf = (character: string): string => `U+${character.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+/**
+ * An address as commands take it: spaces around it (pasted from a mail client) are dropped, as emails
+ * compare trimmed. An invisible character, or a domain not in punycode, is refused saying so: the
+ * refusal "Invalid email address" showed an address that looked valid.
+ */
+export const EmailAddress = SafeText.trim()
+  .superRefine((email, context) => {
+    const invisible = INVISIBLE_IN_ADDRESS.exec(email);
+    if (invisible)
+      context.addIssue({ code: 'custom', message: `the address contains an invisible character (${codePointOf(invisible[0])}): type it again without it` });
+    // eslint-disable-next-line no-control-regex -- ASCII is the range checked
+    else if (/[^\x00-\x7f]/.test(email.slice(email.lastIndexOf('@') + 1)))
+      context.addIssue({ code: 'custom', message: 'write the domain in punycode (xn--...): info@xn--mnchen-3ya.de for info@münchen.de' });
+  })
+  .pipe(z.email({ pattern: EMAIL_SYNTAX }).max(254).refine(fitsSmtp, 'a local part of at most 64 characters and domain labels of at most 63 (RFC 5321)'));
 export const LongText = SafeText.max(10_000);
 /**
  * A tag: letters (with their combining marks: Devanagari's vowel signs, a decomposed `é`), digits,

@@ -78,10 +78,12 @@ export const nestedDeeperThan = (value: unknown, max: number): boolean => {
 /**
  * A column's name as the importer knows it: trimmed, lower case, words joined by one underscore. Words
  * are told by spaces, dashes and camel case, so the API's and the exports' own names (`registeredAt`,
- * `marketingConsent`, NDJSON keys) name the same columns as `registered_at`.
+ * `marketingConsent`, NDJSON keys) name the same columns as `registered_at`. Invisible characters
+ * (a zero-width space, a direction mark pasted with a name) are dropped: `email\u200e` named no column.
  */
 export const normalizeHeader = (header: string) =>
   header
+    .replace(/[\p{Cf}\p{Default_Ignorable_Code_Point}]/gu, '')
     .trim()
     .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
     .toLowerCase()

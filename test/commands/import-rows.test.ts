@@ -74,6 +74,9 @@ describe('import kinds and headers', () => {
     expect(normalizeHeader('  Customer Email ')).toBe('customer_email');
     expect(normalizeHeader('Expected-Close-Date')).toBe('expected_close_date');
     expect(normalizeHeader('order - id')).toBe('order_id');
+    // Invisible characters pasted in a header (a zero-width space, direction marks, a word joiner) name nothing.
+    expect(normalizeHeader('\u200bE-Mail\u200e')).toBe('email');
+    expect(normalizeHeader('na\u2060me\u200f')).toBe('name');
     expect(normalizeHeader('refund\t\tID')).toBe('refund_id');
     expect(normalizeHeader('registeredAt')).toBe('registered_at');
     expect(normalizeHeader('marketingConsent')).toBe('marketing_consent');

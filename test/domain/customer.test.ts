@@ -63,6 +63,16 @@ describe('customer: register', () => {
     expect(commandSchemas.RegisterCustomer.safeParse({ name: 'A', email: '  Same.Mail@Example.com \t' }).data?.email).toBe('Same.Mail@Example.com');
     expect(commandSchemas.RegisterCustomer.safeParse({ name: 'A', email: 'same mail@example.com' }).success).toBe(false);
     expect(commandSchemas.RegisterUser.safeParse({ name: 'A', email: ' ann@example.com ', role: 'sales' }).data?.email).toBe('ann@example.com');
+    // Top-level domains in punycode (Russia's, India's, China's); a domain in Unicode is refused saying to write it so.
+    for (const email of ['info@example.xn--p1ai', 'info@example.xn--h2brj9c', 'info@example.xn--fiqs8s', 'info@xn--mnchen-3ya.de'])
+      expect(commandSchemas.RegisterCustomer.safeParse({ name: 'A', email }).data?.email, email).toBe(email);
+    const issues = (email: string) => commandSchemas.RegisterCustomer.safeParse({ name: 'A', email }).error?.issues.map((i) => i.message);
+    expect(issues('info@münchen.de')).toEqual([expect.stringContaining('write the domain in punycode (xn--...)')]);
+    // An invisible character pasted in is named: "Invalid email address" showed an address that looked valid.
+    expect(issues('in\u200bfo@example.com')).toEqual(['the address contains an invisible character (U+200B): type it again without it']);
+    for (const mark of ['\u200e', '\u200f', '\u2060'])
+      expect(issues(`info@example.com${mark}`)?.[0]).toContain(`(U+${mark.charCodeAt(0).toString(16).toUpperCase()})`);
+    expect(issues('info@example.c')).toEqual(['Invalid email address']);
     expect(commandSchemas.RegisterCustomer.safeParse({ name: 'A', email: 'a@b.co', vip: true }).success).toBe(false);
     expect(commandSchemas.RegisterCustomer.safeParse({ email: 'a@b.co' }).success).toBe(false);
   });
