@@ -256,8 +256,11 @@ const writtenTime = (
     const [, d, mo, y, h, mi, sec] = dayFirst;
     return [y!, mo!, d!, h, mi, sec];
   }
+  // Refused whatever its numbers: `31/12/2019` can only be day/month, but a file's next row may not.
   if (SLASHED_YEAR_LAST.test(value))
-    throw new RowRejected(`${column}: ${JSON.stringify(value)} could be month/day or day/month; write the date as year-month-day (2019-12-31)`);
+    throw new RowRejected(
+      `${column}: ${JSON.stringify(value)}: a date with slashes is refused, as its order (month/day or day/month) is ambiguous in general; write it as 2019-12-31 (ISO) or 31.12.2019`,
+    );
   return undefined;
 };
 

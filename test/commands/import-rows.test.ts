@@ -455,7 +455,11 @@ describe('customer rows', () => {
     expect(refusedFields(one('customers', { name: 'Ada', email: 'not-an-email' }).command)).toEqual(['email']);
     expect(refusedFields(one('customers', { name: 'Ada', email: ADA, phone: 'call me' }).command)).toEqual(['phone']);
     expect(rejection('customers', { name: 'Ada', email: ADA, registered_at: '02/01/1997' })).toBe(
-      'registered_at: "02/01/1997" could be month/day or day/month; write the date as year-month-day (2019-12-31)',
+      'registered_at: "02/01/1997": a date with slashes is refused, as its order (month/day or day/month) is ambiguous in general; write it as 2019-12-31 (ISO) or 31.12.2019',
+    );
+    // One whose order is plain is refused too, saying why (it said "could be month/day or day/month").
+    expect(rejection('customers', { name: 'Ada', email: ADA, registered_at: '31/12/2019' })).toContain(
+      'ambiguous in general; write it as 2019-12-31 (ISO) or 31.12.2019',
     );
     expect(refusedFields(one('customers', { name: 'Ada', email: ADA, registered_at: '1800-01-01' }).command)).toEqual(['occurredAt']);
     expect(refusedFields(one('customers', { name: 'Ada', email: ADA, id: 'not-an-id' }).command)).toEqual(['customerId']);
@@ -548,7 +552,9 @@ describe('purchase and refund rows', () => {
     // Day first wherever dots are written.
     expect(timeOf('01.02.1997')).toBe('1997-02-01T00:00:00.000Z');
     expect(timeOf('1.2.1997 9:30')).toBe('1997-02-01T09:30:00.000Z');
-    expect(rejection('purchases', row('02/01/1997'))).toMatch(/^occurred_at: "02\/01\/1997" could be month\/day or day\/month/);
+    expect(rejection('purchases', row('02/01/1997'))).toMatch(
+      /^occurred_at: "02\/01\/1997": a date with slashes is refused, as its order \(month\/day or day\/month\) is ambiguous in general/,
+    );
     for (const value of ['1997-02-30', '31.04.1997', '1997-02-01 24:00', '1997-02-01 10:60'])
       expect(rejection('purchases', row(value))).toBe(`occurred_at: ${JSON.stringify(value)} is not a date in the calendar`);
     for (const value of ['97-02-01', 'x1997-02-01', '1997-02-01x', '1997-02-011', '19970-02-01', '1997-002-01', 'yesterday'])
@@ -661,7 +667,9 @@ describe('deal rows', () => {
     for (const written of ['30.06.2018', '2018/06/30', '2018-06-30 10:00', '2018-06-30'])
       expect(command({ expected_close_date: written })).toMatchObject({ expectedCloseDate: '2018-06-30' });
     expect(() => command({ expected_close_date: '31.06.2018' })).toThrow('expected_close_date: "31.06.2018" is not a date in the calendar');
-    expect(() => command({ expected_close_date: '06/30/2018' })).toThrow(/could be month\/day or day\/month/);
+    expect(() => command({ expected_close_date: '06/30/2018' })).toThrow(
+      /a date with slashes is refused, as its order \(month\/day or day\/month\) is ambiguous/,
+    );
     // Anything else is left to the command's schema, which names the field.
     expect(command({ expected_close_date: 'soon' })).toMatchObject({ expectedCloseDate: 'soon' });
   });
