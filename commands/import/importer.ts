@@ -113,7 +113,10 @@ export interface RefusedAt {
 const shown = (value: unknown): string => {
   // A number as itself: JSON has no Infinity or NaN, and NDJSON's 1e400 read as "null".
   const text = typeof value === 'string' ? value : typeof value === 'number' ? String(value) : JSON.stringify(value);
-  return JSON.stringify(text.length > 60 ? `${text.slice(0, 60)}...` : text);
+  if (text.length <= 60) return JSON.stringify(text);
+  // Cut between two characters, not inside a pair of UTF-16 units (an emoji read as "\ud83d...").
+  const end = /[\ud800-\udbff]/.test(text[59]!) ? 59 : 60;
+  return JSON.stringify(`${text.slice(0, end)}...`);
 };
 
 /**

@@ -110,6 +110,16 @@ describe('import: why a row is refused', () => {
     expect(rowReason(zod, at(true))).toBe('amount: "true" is refused: expected number, received Infinity');
   });
 
+  it('cuts a long value it quotes between two characters, never inside an emoji', () => {
+    const zod = new ZodError([{ code: 'custom', path: ['name'], message: 'too long', input: '' }]);
+    const at = (name: string) => ({ type: 'RegisterCustomer' as const, row: { name } });
+    const a59 = 'a'.repeat(59);
+    expect(rowReason(zod, at(`${a59}\u{1F600}tail`))).toBe(`name: "${a59}..." is refused: too long`);
+    expect(rowReason(zod, at(`${a59}b\u{1F600}`))).toBe(`name: "${a59}b..." is refused: too long`);
+    // Sixty UTF-16 units: shown whole.
+    expect(rowReason(zod, at(`${a59.slice(1)}\u{1F600}`))).toBe(`name: "${a59.slice(1)}\u{1F600}" is refused: too long`);
+  });
+
   it("names a customers row's own id column for a bad id, not its email (a purchase's customer is still its email)", () => {
     // Found with {"name":..,"email":..,"id":"NOT-A-UUID"}: the reason named the email, which was fine.
     const zod = new ZodError([{ code: 'invalid_format', format: 'uuid', path: ['customerId'], message: 'Invalid UUID', input: 'NOT-A-UUID' }]);
