@@ -491,8 +491,9 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   await stored();
   const kind = counts.kind ?? options.kind;
   // Named as the file spells them, but storable: a header holding NUL made the job's record unsavable.
+  // An empty header cell (a spreadsheet's trailing `;;`) names no column: nothing to report.
   const unreadColumns = [
-    ...new Set([...fileColumns].filter((column) => !readColumns.has(column) && !(kind && knownColumns[kind].has(column))).map(storableForm)),
+    ...new Set([...fileColumns].filter((column) => column !== '' && !readColumns.has(column) && !(kind && knownColumns[kind].has(column))).map(storableForm)),
   ].sort();
   return { ...counts, kind, interrupted, ...(unreadableFrom ? { unreadableFrom } : {}), unreadColumns };
 }

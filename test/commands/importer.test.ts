@@ -607,6 +607,9 @@ describe('import: the kind of file', () => {
     // Named like members of every object: columns as any other (`__proto__` went unreported).
     const objectNames = await importing(batch, csv(['name,email,__proto__,constructor', 'Pat Proto,pat-proto@example.com,x,y']));
     expect(objectNames.outcome).toMatchObject({ kind: 'customers', imported: 1, unreadColumns: ['__proto__', 'constructor'] });
+    // Empty header cells at the end (a spreadsheet's `;;`) name no column: nothing to report.
+    const trailing = await importing(batch, csv(['name,email,,', 'Eve Empty,eve-empty@example.com,,']));
+    expect(trailing.outcome).toMatchObject({ kind: 'customers', imported: 1, rejected: 0, unreadColumns: [] });
     // A column of the kind that no row needed (a deactivation's, on active customers only) is not unknown.
     const active = await importing(batch, csv(['name,email,status,deactivated_at,deactivation_reason', 'Ann Active,ann-active@example.com,active,,']));
     expect(active.outcome).toMatchObject({ kind: 'customers', imported: 1, unreadColumns: [] });
