@@ -28,6 +28,13 @@ export type ImportFormat = 'csv' | 'ndjson';
 /** A header that names a column twice: nothing of the file can be read as meant. */
 export class DuplicateColumn extends Error {}
 
+/** Line ends inside a record's cells (quoted cells written on several lines); a CR LF is one. */
+const lineBreaksIn = (record: Row): number => {
+  let breaks = 0;
+  for (const value of Object.values(record)) if (typeof value === 'string') breaks += value.match(/\r\n|\r|\n/g)?.length ?? 0;
+  return breaks;
+};
+
 /** A parsed CSV record, with csv-parse's counters as they stood when the record ended. */
 interface NumberedRecord {
   record: Row;
@@ -334,11 +341,15 @@ async function* csvRecords(file: Readable, numberColumns: ReadonlySet<string>): 
     invalidSoFar = numbered.invalidSoFar;
     lastLine = numbered.line;
     emptySoFar = numbered.emptySoFar;
+    // A row is named by the line it starts on, as the broken-file report names one: a quoted cell
+    // written on several lines moved it to its last line. Not a row whose fields do not match the
+    // header: csv-parse drops the cells past the header's, and the lines they held with them.
+    const line = numbered.line - lineBreaksIn(numbered.record);
     yield wrongLength
       ? { line: numbered.line, unreadable: 'row: the number of fields differs from the header' }
       : ambiguous !== undefined
-        ? { line: numbered.line, unreadable: ambiguous }
-        : { line: numbered.line, row: numbered.record };
+        ? { line, unreadable: ambiguous }
+        : { line, row: numbered.record };
   }
   const { broken } = parser;
   if (broken) {
