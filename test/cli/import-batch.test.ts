@@ -113,7 +113,12 @@ const catchUp = async (runtime: CrmRuntime) => {
  */
 const importAndSendOneByOne = async (label: string, files: { kind: ImportKind; text: string }[], batchSize: number) => {
   const imported = await open(`${label}_a`);
-  const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: imported.store, personalData: imported.personalData });
+  const batch = createBatchCommands({
+    customerIdKey: TEST_CUSTOMER_ID_KEY,
+    store: imported.store,
+    personalData: imported.personalData,
+    fingerprintKey: imported.emailIndex.fingerprintKey,
+  });
   const counts: { imported: number; rejected: number }[] = [];
   for (const [i, { kind, text }] of files.entries()) {
     writeFileSync(join(folder, `${label}-${i}.csv`), text);
@@ -143,9 +148,18 @@ const importAndSendOneByOne = async (label: string, files: { kind: ImportKind; t
     }
   }
 
+  // An idempotency fingerprint is an HMAC under its installation's key, so two installations' differ by
+  // design: compared is that each event carries one (test/commands/keyed-fingerprints.test.ts checks its value).
   const eventsOf = async (runtime: CrmRuntime) =>
     (await storedEvents(runtime.store))
-      .map((e) => ({ id: e.id, stream: e.stream, revision: e.revision, type: e.type, metadata: e.metadata }))
+      .map(({ id, stream, revision, type, metadata: { commandHash, ...metadata } }) => ({
+        id,
+        stream,
+        revision,
+        type,
+        metadata,
+        fingerprinted: typeof commandHash === 'string' && commandHash.length === 43,
+      }))
       .sort((a, b) => a.id.localeCompare(b.id));
   await catchUp(imported);
   await catchUp(viaApi);
