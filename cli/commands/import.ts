@@ -67,7 +67,7 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
     const reportPath = stringValue(run, 'report');
     // Before the database is opened: nothing is touched by a run refused so (importFile checks it too).
     if (reportPath !== undefined) refuseReportOverInput(file, reportPath, '--report');
-    const { UnknownImportKind } = await import('../../commands/import/importer.ts');
+    const { NoHeaderRow, UnknownImportKind } = await import('../../commands/import/importer.ts');
     const { checkDefaultOwner, DefaultOwnerRefused } = await import('../../commands/import/default-owner.ts');
     const runtime = await openCrm(run.config);
     try {
@@ -90,6 +90,7 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
         signal: run.signal,
       }).catch((error: unknown) => {
         if (error instanceof UnknownImportKind) throw new UsageError(`${error.message} Give it with --kind.`);
+        if (error instanceof NoHeaderRow) throw new UsageError(error.message);
         return ownerRefused(error);
       });
       // An import that stopped (Ctrl-C, or a line it cannot read past) is not done: it says so, and how to go on.

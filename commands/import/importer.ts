@@ -102,6 +102,14 @@ export interface ImportOutcome extends ImportCounts {
 /** The file's kind cannot be told (no `--kind`/`?kind=` and an unknown header). */
 export class UnknownImportKind extends Error {}
 
+/**
+ * The file's first line names none of its kind's columns: a file without a header row, whose first
+ * line was read as one. Refused whole: its cells would have been reported (and kept with an HTTP
+ * import's job) as columns not read, a customer's name, address and phone among them, and the first
+ * row left out.
+ */
+export class NoHeaderRow extends Error {}
+
 /** The command a refusal is about and the file's row it came from: the reason names the row's columns. */
 export interface RefusedAt {
   type: CommandType;
@@ -451,6 +459,11 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
             'Customers need "name" and "email", purchases "order_id" and "amount".',
         );
       }
+      if (counts.rows <= COLUMNS_FROM_ROWS && fileColumns.size === 0 && !Object.keys(record.row).some((c) => knownColumns[counts.kind!].has(c)))
+        throw new NoHeaderRow(
+          `The first line names none of the columns of a ${counts.kind} file (such as ${[...knownColumns[counts.kind]].slice(0, 5).join(', ')}): ` +
+            'the file needs a header row naming its columns. Nothing was imported.',
+        );
       if (counts.rows <= COLUMNS_FROM_ROWS) for (const column of Object.keys(record.row)) fileColumns.add(column);
       datedAlike(record.row);
       let items: PreparedItem[];

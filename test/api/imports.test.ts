@@ -36,6 +36,16 @@ describe('HTTP import', () => {
     expect((await api.app.inject({ method: 'GET', url: `/imports/${id}`, headers: api.auth('support') })).statusCode).toBe(404);
   });
 
+  it("fails a file without a header row, keeping none of its first line's cells (a customer's personal data) with the job", async () => {
+    const body = ['Henrietta Headerless,henrietta.headerless@example.com,+44 20 7946 7777,Headerless Ltd', 'Other Row,other.row@example.com,,'].join('\n');
+    const response = await postImport('admin', body);
+    expect(response.statusCode).toBe(202);
+    const job = await waitForJob(response.json().id);
+    expect(job).toMatchObject({ status: 'failed', unreadColumns: [] });
+    expect(job.error).toMatch(/^The first line names none of the columns of a customers file .*needs a header row/);
+    expect(JSON.stringify(job)).not.toMatch(/henrietta|7946|headerless ltd/i);
+  });
+
   it('fails a CSV body that cannot be read past a line, naming the line, with the rows before it imported', async () => {
     const body = ['name,email', 'Ola,ola@example.com', '"Mo,mo@example.com', 'Nia,nia@example.com'].join('\n');
     const response = await postImport('admin', body);
