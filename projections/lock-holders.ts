@@ -20,14 +20,7 @@ export async function sessionsHolding(
   db: QueryExecutorProvider,
   on: { schemas?: readonly string[]; relations?: readonly string[] },
 ): Promise<HoldingSession[]> {
-  const { rows } = await sql<{
-    pid: number;
-    user: string | null;
-    application: string | null;
-    state: string | null;
-    since: Date | null;
-    relations: string[];
-  }>`SELECT a.pid, a.usename AS user, a.application_name AS application, a.state,
+  const { rows } = await sql<HoldingSession>`SELECT a.pid, a.usename AS user, a.application_name AS application, a.state,
             COALESCE(a.xact_start, a.query_start, a.backend_start) AS since,
             array_agg(DISTINCT format('%I.%I', n.nspname, c.relname)) AS relations
        FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
