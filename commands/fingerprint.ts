@@ -1,5 +1,4 @@
 import { inUtc } from '../domain/time.ts';
-import { commandHash } from './ids.ts';
 
 /**
  * The idempotency fingerprint of what an imported command means, not of how its file spelled it. An
@@ -60,6 +59,3 @@ export const meaningOf = (command: Record<string, unknown>): Record<string, unkn
   if (meaning.type === 'SubmitFeedback' && meaning.priority === 'normal') delete meaning.priority;
   return meaning;
 };
-
-/** The fingerprint an import stores in `commandHash`: equal for rows that mean the same, however spelled. */
-export const meaningHash = (command: Record<string, unknown>): string => commandHash(meaningOf(command));

@@ -7,7 +7,8 @@ import { DefaultOwnerRefused } from '../../commands/import/default-owner.ts';
 import { runImport, type ImportOptions, type RejectedRow } from '../../commands/import/importer.ts';
 import { parseRecords } from '../../commands/import/parse.ts';
 import { rowCommands } from '../../commands/import/rows.ts';
-import { meaningHash } from '../../commands/fingerprint.ts';
+import { meaningOf } from '../../commands/fingerprint.ts';
+import { commandHash } from '../../commands/ids.ts';
 import { prepareCommand } from '../../commands/prepare.ts';
 import { commandSchemas } from '../../commands/schemas.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
@@ -191,7 +192,7 @@ describe('import: a person id read in lower case', () => {
     const prepared = prepareCommand({ type: 'OpenDeal', ...fields }, ctx, new Date());
     expect(prepared.command.ownerId).toBe(upper.toLowerCase());
     // What an import stored for this row before ids were read in lower case: the meaning of the file's spelling.
-    const before = meaningHash({ type: 'OpenDeal', ...(commandSchemas.OpenDeal.parse(fields) as object), ownerId: upper });
+    const before = commandHash(meaningOf({ type: 'OpenDeal', ...(commandSchemas.OpenDeal.parse(fields) as object), ownerId: upper }));
     expect(prepared.metadata.commandHash).not.toBe(before);
     expect(prepared.earlierHashes!()).toContain(before);
   });
@@ -205,7 +206,7 @@ describe('import: a name read in NFC', () => {
     const prepared = prepareCommand({ type: 'OpenDeal', ...fields }, ctx, new Date());
     expect(prepared.command.title).toBe('Jos\u00e9 M\u00fcller');
     // What an import stored for this row before names were read in NFC: the meaning of the file's spelling.
-    const before = meaningHash({ type: 'OpenDeal', ...(commandSchemas.OpenDeal.parse(fields) as object), title: decomposed });
+    const before = commandHash(meaningOf({ type: 'OpenDeal', ...(commandSchemas.OpenDeal.parse(fields) as object), title: decomposed }));
     expect(prepared.metadata.commandHash).not.toBe(before);
     expect(prepared.earlierHashes!()).toContain(before);
   });
