@@ -1,5 +1,7 @@
 import { sql, type Kysely } from 'kysely';
+import { retryWhileHeld } from '../projections/lock-holders.ts';
 import { PERSONAL_COLUMNS } from '../projections/read-model-copies.ts';
+import { qualifiedName } from '../shared/sql.ts';
 
 /**
  * A forget erases a customer's personal data in the rows, but PostgreSQL keeps each row's older
@@ -54,9 +56,26 @@ const sizeOf = async (db: Kysely<unknown>, t: ErasableTable): Promise<number> =>
   return Number(rows[0]!.bytes);
 };
 
-/** Writes the table and its indexes anew, live rows only; readers and writers of the table wait meanwhile. */
-export async function rewriteTable(db: Kysely<unknown>, t: ErasableTable): Promise<{ bytesBefore: number; bytesAfter: number }> {
+/** How long a table held by other sessions (a BI tool's open transaction, a long report) is tried again. */
+export const REWRITE_LOCK_BOUND_MS = 60_000;
+
+/**
+ * Writes the table and its indexes anew, live rows only; readers and writers of the table wait
+ * meanwhile. Each try waits for the table's lock only as long as the connection's lock_timeout, so
+ * the CRM's own reads queue behind it that long at most; a table held past the bound fails naming
+ * the sessions that hold it, where it used to say that the database was not available.
+ */
+export async function rewriteTable(
+  db: Kysely<unknown>,
+  t: ErasableTable,
+  boundMs = REWRITE_LOCK_BOUND_MS,
+): Promise<{ bytesBefore: number; bytesAfter: number }> {
   const bytesBefore = await sizeOf(db, t);
-  await sql`VACUUM (FULL) ${sql.id(t.schema, t.table)}`.execute(db);
+  await retryWhileHeld(db, () => sql`VACUUM (FULL) ${sql.id(t.schema, t.table)}`.execute(db), {
+    what: `write ${t.schema}.${t.table} anew`,
+    left: 'the tables written before it are done, it and the ones after it are as they were',
+    on: { relations: [qualifiedName(t.schema, t.table)] },
+    boundMs,
+  });
   return { bytesBefore, bytesAfter: await sizeOf(db, t) };
 }

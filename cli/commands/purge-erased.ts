@@ -17,7 +17,9 @@ read models and of every copy made by crm replay, and the HTTP import jobs' bad 
 the files afterwards is the live rows.
 
 Each table is locked while it is written (reads and commands that need it wait): run it at a quiet
-hour after forgets. On the embedded database, stop crm serve first (the data folder takes one
+hour after forgets. A table that another session holds (a BI tool's open transaction, a long
+report) is tried again for up to 60 s, each try waiting at most the connection's lock_timeout; then
+the command stops with exit code 75, naming those sessions. On the embedded database, stop crm serve first (the data folder takes one
 process). WAL archives and backups keep what they hold until they expire. Safe to interrupt and to
 run again: a table rewritten is complete, the others are left as they were.`,
   database: { kind: 'rerunnable', note: 'a table written anew again holds the same rows' },

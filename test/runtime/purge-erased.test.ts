@@ -1,6 +1,7 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ReadModelsHeld } from '../../projections/errors.ts';
 import { erasableTables, rewriteTable } from '../../runtime/purge-erased.ts';
 import { testSchemas } from '../support/postgres.ts';
 
@@ -68,5 +69,44 @@ describe('crm purge-erased', () => {
     // The live rows are all there.
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(schemas.read, 'customers')} WHERE name = '[erased]'`.execute(db);
     expect(rows[0]!.n).toBe(300);
+  });
+
+  describe('while another session holds the table (a BI tool with a transaction open)', () => {
+    // As the CRM's own connections are: each statement waits for a lock at most lock_timeout.
+    let timed: Kysely<unknown>;
+    let holder: pg.Client;
+    beforeAll(async () => {
+      timed = new Kysely({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: schemas.url, max: 1, options: '-c lock_timeout=200' }) }) });
+    });
+    afterAll(async () => {
+      await holder?.end().catch(() => undefined);
+      await timed?.destroy();
+    });
+    const hold = async (): Promise<number> => {
+      holder = new pg.Client({ connectionString: schemas.url, application_name: 'bi-tool' });
+      await holder.connect();
+      await holder.query('BEGIN');
+      await holder.query(`SELECT count(*) FROM "${schemas.read}".customers`);
+      return (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    };
+
+    it('tries again while the hold lasts and names the session holding it once its bound is spent', async () => {
+      const pid = await hold();
+      const failure = await rewriteTable(timed, { schema: schemas.read, table: 'customers' }, 1_200).catch((e: unknown) => e);
+      await holder.end();
+      expect(failure).toBeInstanceOf(ReadModelsHeld);
+      const held = failure as ReadModelsHeld;
+      expect(held.waitedMs).toBeGreaterThanOrEqual(400);
+      expect(held.sessions).toEqual([expect.objectContaining({ pid, application: 'bi-tool', relations: [`${schemas.read}.customers`] })]);
+      expect(held.message).toContain(`could not write ${schemas.read}.customers anew`);
+    });
+
+    it('writes the table once the session lets go within the bound', async () => {
+      await hold();
+      setTimeout(() => void holder.query('COMMIT'), 600);
+      const sizes = await rewriteTable(timed, { schema: schemas.read, table: 'customers' }, 10_000);
+      expect(sizes.bytesAfter).toBeGreaterThan(0);
+      await holder.end();
+    });
   });
 });
