@@ -53,8 +53,10 @@ export class Server {
   readonly exited: Promise<number | null>;
   private readonly child: ChildProcess;
 
-  constructor(cwd: string, env: Record<string, string>, command: string | string[] = 'serve') {
-    this.child = spawn(process.execPath, [CRM_BIN, ...(Array.isArray(command) ? command : [command])], { cwd, env: cleanEnv(env) });
+  /** `launcher`: the program and arguments before the command, `crm` itself unless a test starts it another way (`npm start`). */
+  constructor(cwd: string, env: Record<string, string>, command: string | string[] = 'serve', launcher: readonly string[] = [process.execPath, CRM_BIN]) {
+    const [program = process.execPath, ...before] = launcher;
+    this.child = spawn(program, [...before, ...(Array.isArray(command) ? command : [command])], { cwd, env: cleanEnv(env) });
     this.child.stdout!.on('data', (chunk: Buffer) => (this.stdout += chunk.toString()));
     this.child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
     this.exited = new Promise((resolve) => this.child.on('close', (code) => resolve(code)));

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -142,6 +143,36 @@ describe('crm serve stopping on SIGTERM', () => {
     // Promptly: nothing was left in flight, so the 30 s drain did not run out.
     expect(Date.now() - started, server.stderr).toBeLessThan(30_000);
     expect(server.stderr).not.toMatch(/still pending|were cut/);
+  }, 180_000);
+});
+
+describe('npm start stopping on SIGTERM', () => {
+  // A process manager (a container's init, systemd, a CI runner) signals the process it started: npm.
+  // npm passes the signal to the shell running the script, and a shell does not pass it on to its
+  // child, so the CRM went on serving, orphaned, until a SIGKILL cut its requests in flight.
+  it('reaches the CRM, which drains and exits, leaving no process behind', async () => {
+    const schemas = freshSchemas('shutdown_npm');
+    const root = fileURLToPath(new URL('../..', import.meta.url));
+    const server = new Server(
+      root,
+      { ...schemaEnv(schemas), CRM_ADMIN_KEY: ADMIN_KEY, PORT: '0', npm_config_update_notifier: 'false' },
+      [],
+      ['npm', 'start', '--silent'],
+    );
+    servers.push(server);
+    const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 90_000);
+    const { port } = new URL(url!);
+
+    await server.stop('SIGTERM');
+    // The CRM's own closing line: the signal reached it, not only npm.
+    expect(server.stderr).toMatch(/Closing: new requests get 503/);
+    // Nothing listens on its port any more: no orphaned CRM goes on serving.
+    const refused = await new Promise<boolean>((resolve) => {
+      const probe = net.connect(Number(port), '127.0.0.1');
+      probe.once('connect', () => (probe.destroy(), resolve(false)));
+      probe.once('error', () => resolve(true));
+    });
+    expect(refused).toBe(true);
   }, 180_000);
 });
 
