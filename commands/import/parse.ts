@@ -1,5 +1,5 @@
 import { Readable, type TransformCallback } from 'node:stream';
-import { CsvError, Parser } from 'csv-parse';
+import { CsvError, Parser, type InfoCallback, type InfoRecord, type Options } from 'csv-parse';
 import { CR, encodingExamples, LF, lineEndsIn, utf8Text, type ImportEncoding, type Utf8Text } from './encoding.ts';
 import { MAX_JSON_DEPTH, nestedDeeperThan, normalizeHeader, NUMBER_COLUMNS, rememberWritten, type Row } from './rows.ts';
 import { unguardedCsvField } from '../../shared/csv.ts';
@@ -28,21 +28,52 @@ export type ImportFormat = 'csv' | 'ndjson';
 /** A header that names a column twice: nothing of the file can be read as meant. */
 export class DuplicateColumn extends Error {}
 
-/** Line ends inside a record's cells (quoted cells written on several lines); a CR LF is one. */
-const lineBreaksIn = (record: Row): number => {
+/** Line ends inside cells (quoted cells written on several lines); a CR LF is one. */
+const lineBreaksIn = (cells: Iterable<unknown>): number => {
   let breaks = 0;
-  for (const value of Object.values(record)) if (typeof value === 'string') breaks += value.match(/\r\n|\r|\n/g)?.length ?? 0;
+  for (const value of cells) if (typeof value === 'string') breaks += value.match(/\r\n|\r|\n/g)?.length ?? 0;
   return breaks;
 };
 
-/** A parsed CSV record, with csv-parse's counters as they stood when the record ended. */
-interface NumberedRecord {
+/** A record as csv-parse hands it on (`on_record`): how its cells stand to the header's. */
+interface FittedRecord {
   record: Row;
+  /** The row has another number of cells than the header, not counting empty cells past the header's. */
+  wrongLength: boolean;
+  /** Line ends inside the empty cells past the header's, which the record leaves out. */
+  paddingBreaks: number;
+}
+
+/**
+ * The record with how its cells fit the header. A spreadsheet pads data rows with empty cells as it
+ * pads the header (`Ada;ada@example.com;;` under `name;email`): such a row was refused as having
+ * another number of fields. csv-parse leaves the cells past the header's out of the record, and its
+ * error for a row of another length holds them all: empty ones (blank counts) are left out, while
+ * one with anything in it still makes the row unreadable. A row short only of the header's trailing
+ * empty cells (`name;email;;` above `Ada;ada@example.com`) lacks no column; one short of a named column does.
+ */
+const fitted = (record: Row, context: InfoRecord & Pick<InfoCallback, 'columns'>): FittedRecord => {
+  // Typed as always there; csv-parse gives one only for a row of another length.
+  const error = context.error as (CsvError & { record?: unknown }) | undefined;
+  if (error === undefined) return { record, wrongLength: false, paddingBreaks: 0 };
+  const { columns } = context;
+  const cells = error.record;
+  if (error.code !== 'CSV_RECORD_INCONSISTENT_COLUMNS' || !Array.isArray(columns) || !Array.isArray(cells))
+    return { record, wrongLength: true, paddingBreaks: 0 };
+  if (cells.length < columns.length) {
+    const unnamed = columns.slice(cells.length).every((column) => 'name' in column && column.name === '');
+    return { record, wrongLength: !unnamed, paddingBreaks: 0 };
+  }
+  const padding = cells.slice(columns.length);
+  const empty = padding.every((cell) => typeof cell === 'string' && cell.trim() === '');
+  return { record, wrongLength: !empty, paddingBreaks: empty ? lineBreaksIn(padding) : 0 };
+};
+
+/** A parsed CSV record, with the line it ends on and csv-parse's count of blank lines then. */
+interface NumberedRecord extends FittedRecord {
   /** The line the record ends on. */
   line: number;
-  /** Rows so far whose number of fields differs from the header's (csv-parse counts them cumulatively). */
-  invalidSoFar: number;
-  /** Blank lines skipped so far (cumulative too). */
+  /** Blank lines skipped so far (csv-parse counts them cumulatively). */
   emptySoFar: number;
 }
 
@@ -80,10 +111,9 @@ class NumberingParser extends Parser {
     if (record === null) return super.push(null, encoding);
     this.countTo(this.info.bytes);
     const numbered: NumberedRecord = {
-      record: record as Row,
+      ...(record as FittedRecord),
       // A record ends at its line end, or at the end of a file without a last one.
       line: this.lineEnds + (this.lastByte === CR || this.lastByte === LF ? 0 : 1),
-      invalidSoFar: this.info.invalid_field_length,
       emptySoFar: this.info.empty_lines,
     };
     return super.push(numbered, encoding);
@@ -318,6 +348,8 @@ async function* csvRecords(file: Readable, numberColumns: ReadonlySet<string>): 
         skip_records_with_empty_values: true,
         skip_empty_lines: true,
         relax_column_count: true,
+        // Typed for records as arrays; with `columns` they are rows, handed on as FittedRecords.
+        on_record: fitted as unknown as Options['on_record'],
         // A quote inside an unquoted cell (`24" screen`) is text, as spreadsheets write it.
         relax_quotes: true,
         max_record_size: MAX_ROW_CHARS,
@@ -328,7 +360,6 @@ async function* csvRecords(file: Readable, numberColumns: ReadonlySet<string>): 
   );
   // A source error (a socket closed, a size bound hit) must end the parse too.
   input.once('error', (error) => parser.destroy(error));
-  let invalidSoFar = 0;
   // Where the last row read ended (at first, the header's line) and the blank lines skipped until then.
   let lastLine = headerLine;
   let emptySoFar = 0;
@@ -336,15 +367,14 @@ async function* csvRecords(file: Readable, numberColumns: ReadonlySet<string>): 
     ownProtoColumn(numbered.record);
     unguard(numbered.record);
     const ambiguous = readDecimalCommas(numbered.record, numberColumns, delimiter);
-    // A rise of the cumulative count means this row has the wrong number of fields.
-    const wrongLength = numbered.invalidSoFar > invalidSoFar;
-    invalidSoFar = numbered.invalidSoFar;
+    const { wrongLength } = numbered;
     lastLine = numbered.line;
     emptySoFar = numbered.emptySoFar;
     // A row is named by the line it starts on, as the broken-file report names one: a quoted cell
     // written on several lines moved it to its last line. Not a row whose fields do not match the
-    // header: csv-parse drops the cells past the header's, and the lines they held with them.
-    const line = numbered.line - lineBreaksIn(numbered.record);
+    // header: csv-parse drops the cells past the header's, and the lines they held with them (empty
+    // ones are counted, from the error that holds them: FittedRecord.paddingBreaks).
+    const line = numbered.line - lineBreaksIn(Object.values(numbered.record)) - numbered.paddingBreaks;
     yield wrongLength
       ? { line: numbered.line, unreadable: 'row: the number of fields differs from the header' }
       : ambiguous !== undefined

@@ -253,6 +253,25 @@ describe('crm import', () => {
     expect(result.stderr).toContain('change those through the API');
   });
 
+  it("imports a spreadsheet's rows padded with empty cells past the header, and refuses one with a value past it, naming its line", async () => {
+    const padded = join(folder, 'padded.csv');
+    const report = join(folder, 'padded-report.csv');
+    const before = await eventCount();
+    writeFileSync(
+      padded,
+      ['name;email', 'Pad One;pad1@example.com;;', 'Pad Two;pad2@example.com;  ;', 'Pad Three;pad3@example.com;;stray', 'Pad Four;pad4@example.com'].join(
+        '\r\n',
+      ),
+    );
+    const result = await runCrm(['import', padded, '--report', report], { cwd: folder, env });
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+    expect(result.code).toBe(3);
+    expect(result.stdout).toContain('4 rows read, 3 imported');
+    expect(reportOf(report)).toEqual([{ line: 4, reason: 'row: the number of fields differs from the header' }]);
+    expect(result.stderr).not.toContain('columns not read');
+    expect(await eventCount()).toBe(before + 3);
+  });
+
   it("shows a header's control characters in the message instead of sending them to the terminal", async () => {
     const hostile = join(folder, 'hostile-header.csv');
     writeFileSync(hostile, ['name,email,evil\x1b[8mhidden\x1b]0;title\x07col', 'Header Person,header1@example.com,x'].join('\n'));

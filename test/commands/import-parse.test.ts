@@ -165,6 +165,38 @@ describe('CSV files', () => {
     ]);
   });
 
+  it("reads a row padded with empty cells past the header (a spreadsheet's ;;), and still reports one with something past it", async () => {
+    const file = [
+      'name;email',
+      'Ada;ada@example.com;;',
+      'Grace;grace@example.com; ;\t',
+      'Lin;lin@example.com;;x',
+      'Bob;bob@example.com;"\n";',
+      'Eve;eve@example.com',
+      'Sam;;',
+    ].join('\n');
+    expect(await records(file, 'csv')).toEqual([
+      { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 3, row: { name: 'Grace', email: 'grace@example.com' } },
+      { line: 4, unreadable },
+      // A blank cell written on two lines: the row is named by the line it starts on.
+      { line: 5, row: { name: 'Bob', email: 'bob@example.com' } },
+      { line: 7, row: { name: 'Eve', email: 'eve@example.com' } },
+      { line: 8, row: { name: 'Sam', email: '' } },
+    ]);
+    expect(await records('name,email\nAda,ada@example.com,,\nLin,,,\nGrace\n', 'csv')).toEqual([
+      { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 3, row: { name: 'Lin', email: '' } },
+      { line: 4, unreadable },
+    ]);
+    // Under a padded header, a row may leave out the empty header cells' cells, not a named column's.
+    expect(await records('name;email;;\nAda;ada@example.com\nGrace;grace@example.com;\nLin\n', 'csv')).toEqual([
+      { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 3, row: { name: 'Grace', email: 'grace@example.com', '': '' } },
+      { line: 4, unreadable },
+    ]);
+  });
+
   it('gives a row with a quoted line break the line it starts on, and reads rows split across chunks', async () => {
     expect(await records(['name,email,tags\n"Ada\nLovelace",ada@ex', 'ample.com,"a;b"\nGrace,grace@example.com,\n'], 'csv')).toEqual([
       { line: 2, row: { name: 'Ada\nLovelace', email: 'ada@example.com', tags: 'a;b' } },
