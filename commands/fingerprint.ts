@@ -1,3 +1,4 @@
+import { normaliseEmail } from '../domain/shared.ts';
 import { inUtc } from '../domain/time.ts';
 
 /**
@@ -13,6 +14,8 @@ import { inUtc } from '../domain/time.ts';
  *   target segment is the segment `{}`), and a default the decider fills in as absent (a feedback
  *   item's priority `normal`, which the export writes where the file gave none);
  * - tags as a set (order and repeats say nothing);
+ * - an address (`email`) in lower case, as the customer stores it and the email index compares it
+ *   (since 2026-12-07: `Ana@Example.com` in one file and `ana@example.com` in the next were two rows);
  * - a campaign response's currency only on a conversion (the only kind that records one);
  * - a step whose time no export writes (a customer's deactivation, a campaign's pause) without its
  *   time: the same step, whenever the file says it happened (as a deal's steps, whose times are
@@ -28,7 +31,7 @@ const ISO_TIME = /^\d{4}-\d{2}-\d{2}T/;
 const instantOf = (value: string): string => (ISO_TIME.test(value) ? inUtc(value) : value);
 
 const meaningOfValue = (key: string, value: unknown): unknown => {
-  if (typeof value === 'string') return INSTANT_FIELD.test(key) ? instantOf(value) : value;
+  if (typeof value === 'string') return INSTANT_FIELD.test(key) ? instantOf(value) : key === 'email' ? normaliseEmail(value) : value;
   if (Array.isArray(value)) {
     const items = value.map((item) => meaningOfValue('', item));
     return key === 'tags' ? [...new Set(items.map((item) => JSON.stringify(item)))].sort().map((item) => JSON.parse(item) as unknown) : items;
@@ -46,6 +49,15 @@ const meaningOfObject = (record: Record<string, unknown>): Record<string, unknow
     meaning[key] = valueMeaning;
   }
   return meaning;
+};
+
+/**
+ * The meaning imports fingerprinted before addresses were compared in any case (2026-12-07): the
+ * address as spelt. Undefined where that is the meaning already (an address in lower case, or none).
+ */
+export const meaningAsSpelt = (command: Record<string, unknown>): Record<string, unknown> | undefined => {
+  const meaning = meaningOf(command);
+  return typeof command.email === 'string' && command.email !== meaning.email ? { ...meaning, email: command.email } : undefined;
 };
 
 /** Steps an export gives no time for: imported back, they come without one. */

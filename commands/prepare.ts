@@ -7,7 +7,7 @@ import { EventMetadata } from '../domain/metadata.ts';
 import { BUSINESS_TIME_SKEW_MS, inNfc, isBeyondNow } from '../domain/shared.ts';
 import { CustomerDataKeyMissing, PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
 import { aggregateRegistry, streamOf } from './aggregates.ts';
-import { meaningOf } from './fingerprint.ts';
+import { meaningAsSpelt, meaningOf } from './fingerprint.ts';
 import { commandHash, createdIdFor, keyedCommandHash, uuidV5 } from './ids.ts';
 import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type CommandType } from './schemas.ts';
 import type { CommandContext } from './context.ts';
@@ -43,6 +43,8 @@ export interface PreparedCommand {
    * export of it then writes. The same row only where the stored event's time is this one.
    */
   untimedHashes?: () => string[];
+  /** Keys earlier imports stored this same command under (CommandContext.fingerprint.formerKeys). */
+  formerKeys?: readonly string[];
 }
 
 /** What telling a retry of a command from another command under the same key needs. */
@@ -141,8 +143,12 @@ export const prepareCommand = (
       const former = commandSchemas[formerType].safeParse(formerFields);
       return former.success ? [{ type: formerType, ...(former.data as Record<string, unknown>) }] : [];
     });
-  // Stored as its text (importers before fingerprints by meaning) or by its meaning (since).
-  const bothHashes = (command: Record<string, unknown>) => [...fingerprints.every(command), ...fingerprints.every(meaningOf(command))];
+  // Stored as its text (importers before fingerprints by meaning) or by its meaning (since; with the
+  // address as spelt until addresses were compared in any case).
+  const bothHashes = (command: Record<string, unknown>) => {
+    const spelt = meaningAsSpelt(command);
+    return [...fingerprints.every(command), ...fingerprints.every(meaningOf(command)), ...(spelt ? fingerprints.every(spelt) : [])];
+  };
   const earlierHashes =
     key === undefined
       ? undefined
@@ -165,6 +171,7 @@ export const prepareCommand = (
     derived,
     ...(earlierHashes ? { earlierHashes } : {}),
     ...(untimedHashes ? { untimedHashes } : {}),
+    ...(key !== undefined && ctx.fingerprint?.formerKeys?.length ? { formerKeys: ctx.fingerprint.formerKeys } : {}),
   };
 };
 

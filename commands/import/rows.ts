@@ -1,5 +1,5 @@
 import { hash as digest } from 'node:crypto';
-import { IsoDateTimeText } from '../../domain/shared.ts';
+import { IsoDateTimeText, normaliseEmail } from '../../domain/shared.ts';
 import { earlierOf, isWellBefore } from '../../domain/time.ts';
 import { createdIdFor } from '../ids.ts';
 import { commandSchemas, type CommandType } from '../schemas.ts';
@@ -33,6 +33,8 @@ export interface RowCommand {
    * is still the same row (ctx.fingerprint).
    */
   formerly?: { type: CommandType; [field: string]: unknown }[];
+  /** The idempotency keys earlier versions of the importer gave the same row, where they differ (CommandContext.fingerprint). */
+  formerKeys?: string[];
 }
 
 export type Row = Record<string, unknown>;
@@ -373,9 +375,16 @@ const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const registeringAt = registeredAt ?? deactivatedAt;
   if (status === 'inactive') refuseUndated(row, deactivatedAt, 'deactivated_at');
   refuseUndated(row, registeringAt, 'registered_at', 'customer_since');
-  // The same key as before business time existed, so files imported earlier stay idempotent.
-  const key = keyOf('customers', email ?? '');
-  const register: RowCommand = withTime('RegisterCustomer', { ...fields, ...(ownerId ? { ownerId } : {}) }, registeringAt, key);
+  // The address's key in any case, as the email index and the stored address take it: a file spelling
+  // `Ana@Example.com` and one spelling `ana@example.com` hold one row. Until 2026-12-07 it was the
+  // address as spelt (the same key as before business time existed), which a row stored so keeps.
+  const key = keyOf('customers', normaliseEmail(email ?? ''));
+  const speltKey = keyOf('customers', email ?? '');
+  const formerKeys = (suffix = ''): Pick<RowCommand, 'formerKeys'> => (speltKey === key ? {} : { formerKeys: [`${speltKey}${suffix}`] });
+  const register: RowCommand = {
+    ...withTime('RegisterCustomer', { ...fields, ...(ownerId ? { ownerId } : {}) }, registeringAt, key),
+    ...formerKeys(),
+  };
   const formerly: RowCommand['command'][] = [];
   // Before the registration defaulted to the deactivation, such a customer registered at its import.
   if (registeringAt !== registeredAt) formerly.push(withTime('RegisterCustomer', { ...fields, ...(ownerId ? { ownerId } : {}) }, registeredAt, key).command);
@@ -388,12 +397,10 @@ const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
   if (status === 'active') return [register];
   if (status === 'inactive') {
     const reason = text(row, 'deactivation_reason');
-    const deactivate = withTime(
-      'DeactivateCustomer',
-      { customerId: fields.customerId, ...(reason ? { reason } : {}) },
-      deactivatedAt,
-      `${register.key}:deactivated`,
-    );
+    const deactivate: RowCommand = {
+      ...withTime('DeactivateCustomer', { customerId: fields.customerId, ...(reason ? { reason } : {}) }, deactivatedAt, `${register.key}:deactivated`),
+      ...formerKeys(':deactivated'),
+    };
     return [register, deactivate];
   }
   if (status === 'forgotten') throw new RowRejected('status: a forgotten customer is not imported (nothing of the person is left to import)');

@@ -272,6 +272,21 @@ describe('crm import', () => {
     expect(await eventCount()).toBe(before + 3);
   });
 
+  it('takes a customers file again whose addresses changed only in case as the same customers: nothing appended, nothing refused', async () => {
+    const spelt = join(folder, 'case-spelt.csv');
+    const lower = join(folder, 'case-lower.csv');
+    const report = join(folder, 'case-report.csv');
+    writeFileSync(spelt, ['name,email', 'Case Person,Case.Person@Example.COM'].join('\n'));
+    writeFileSync(lower, ['name,email', 'Case Person,case.person@example.com'].join('\n'));
+    const first = await runCrm(['import', spelt, '--report', report], { cwd: folder, env });
+    expect(first.code, first.stderr).toBe(0);
+    const before = await eventCount();
+    const again = await runCrm(['import', lower, '--report', report], { cwd: folder, env });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain('1 imported (1 of them already present)');
+    expect(await eventCount()).toBe(before);
+  });
+
   it("shows a header's control characters in the message instead of sending them to the terminal", async () => {
     const hostile = join(folder, 'hostile-header.csv');
     writeFileSync(hostile, ['name,email,evil\x1b[8mhidden\x1b]0;title\x07col', 'Header Person,header1@example.com,x'].join('\n'));

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBatchCommands } from '../../commands/batch.ts';
@@ -157,6 +157,27 @@ describe('import: a row imported before is known by what it means', () => {
     expect(second.rejected).toEqual([{ line: 2, reason: expect.stringMatching(/a campaign keeps one response of each kind per customer, the first/) }]);
   });
 
+  it('takes a customers row whose address changed only in case as the same customer, present: nothing appended, nothing refused', async () => {
+    const local = randomUUID();
+    const first = await importing(['name,email,registered_at', `Ana,Ana.${local}@Example.com,1997-05-06`]);
+    expect(first.outcome).toMatchObject({ imported: 1, alreadyPresent: 0, rejected: 0 });
+    const stream = `customer-${importedCustomerId(`ana.${local}@example.com`)}`;
+    for (const spelt of [`ana.${local}@example.com`, `ANA.${local.toUpperCase()}@EXAMPLE.COM`, `Ana.${local}@Example.com`]) {
+      const again = await importing(['name,email,registered_at', `Ana,${spelt},1997-05-06`]);
+      expect(again.rejected).toEqual([]);
+      expect(again.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
+    }
+    expect(await store.readStream(stream)).toHaveLength(1);
+    // Another name under the address in another case is still a change, refused.
+    const changed = await importing(['name,email,registered_at', `Ana L.,ana.${local}@example.com,1997-05-06`]);
+    expect(changed.rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^row: imported before with different values/) }]);
+    // Two rows of one file with one address in two spellings are one row, as with one spelling.
+    const other = randomUUID();
+    const twice = await importing(['name,email', `Bo,Bo.${other}@example.com`, `Bo,bo.${other}@EXAMPLE.com`, `Bo B.,bo.${other}@example.com`]);
+    expect(twice.outcome).toMatchObject({ imported: 2, alreadyPresent: 1, rejected: 1 });
+    expect(twice.rejected).toEqual([{ line: 4, reason: expect.stringMatching(/^row: imported before with different values/) }]);
+  });
+
   it('still takes a row stored by an earlier importer (its fingerprint of the text, and its invented source) as present', async () => {
     const email = `${randomUUID()}@example.com`;
     const row = { name: 'Ada', email, registered_at: '1997-05-06T10:00:00+02:00' };
@@ -195,6 +216,44 @@ describe('import: a person id read in lower case', () => {
     const before = commandHash(meaningOf({ type: 'OpenDeal', ...(commandSchemas.OpenDeal.parse(fields) as object), ownerId: upper }));
     expect(prepared.metadata.commandHash).not.toBe(before);
     expect(prepared.earlierHashes!()).toContain(before);
+  });
+});
+
+describe('import: an address in any case', () => {
+  /** The key a customers row had before addresses were keyed in any case: the digest of the address as spelt. */
+  const speltKey = (email: string) => `import:customers:${hash('sha256', email, 'hex').slice(0, 40)}`;
+
+  it('keys and fingerprints a customers row by its address in lower case; the key and fingerprint of its spelling are still that row', () => {
+    const local = randomUUID();
+    const rowOf = (email: string) => rowCommands.customers({ name: 'Ana', email, registered_at: '1997-05-06' }, { customerIdFor: importedCustomerId });
+    const [spelt] = rowOf(`Ana.${local}@Example.com`);
+    const [lower] = rowOf(`ana.${local}@example.com`);
+    expect(spelt!.key).toBe(lower!.key);
+    expect(lower!.key).toBe(speltKey(`ana.${local}@example.com`));
+    expect(spelt!.formerKeys).toEqual([speltKey(`Ana.${local}@Example.com`)]);
+    expect(lower!.formerKeys).toBeUndefined();
+    const ctx = { actor, correlationId: 'import:customers:line-2', idempotencyKey: spelt!.key, fingerprint: { byMeaning: true as const } };
+    const prepared = prepareCommand(spelt!.command, ctx, new Date());
+    expect(prepared.metadata.commandHash).toBe(prepareCommand(lower!.command, ctx, new Date()).metadata.commandHash);
+    // What an import stored for this row before addresses were read in any case: the meaning with the file's spelling.
+    const { type, ...fields } = spelt!.command;
+    const before = commandHash({ ...meaningOf({ type, ...(commandSchemas.RegisterCustomer.parse(fields) as object) }), email: `Ana.${local}@Example.com` });
+    expect(prepared.metadata.commandHash).not.toBe(before);
+    expect(prepared.earlierHashes!()).toContain(before);
+  });
+
+  it('takes a customers row stored under the key of its spelling (before 2026-12-07) as present when its file comes again', async () => {
+    const email = `Ana.${randomUUID()}@Example.com`;
+    const row = { name: 'Ana', email, registered_at: '1997-05-06' };
+    const [register] = rowCommands.customers(row, { customerIdFor: importedCustomerId });
+    const [stored] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([
+      { command: register!.command, ctx: { actor, correlationId: 'import:customers:line-2', idempotencyKey: speltKey(email) } },
+    ]);
+    expect(stored).toMatchObject({ ok: true, alreadyDone: false });
+    const again = await importing(['name,email,registered_at', `Ana,${email},1997-05-06`]);
+    expect(again.rejected).toEqual([]);
+    expect(again.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
+    expect(await store.readStream(`customer-${importedCustomerId(email)}`)).toHaveLength(1);
   });
 });
 
