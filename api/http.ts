@@ -183,39 +183,88 @@ const FORMAT_MEDIA_TYPES = {
 } as const satisfies Record<string, readonly string[]>;
 export type AnswerFormat = keyof typeof FORMAT_MEDIA_TYPES;
 
-/**
- * The one reader of `Accept` for routes that answer one URL in several formats (`?format=` is read
- * first by the route). Each offered format's q is the highest q of a range naming one of its media
- * types; the default also takes the q of `*\/*` and of its own `type/*`, and answers when no header is
- * sent. A format other than the default is chosen when its q is above 0 and at least that of every
- * other offered format (between two at the same q, the one offered first); otherwise the default
- * answers, also when every offered format is refused (`q=0`). Any mention of NDJSON used to pick it
- * on the audit routes, so `application/x-ndjson;q=0, text/csv` (NDJSON refused) got NDJSON there.
- * Such an answer must carry `Vary: Accept` (`varyByAccept`).
- */
-export const acceptedFormat = <F extends AnswerFormat>(accept: string | undefined, offered: readonly F[], fallback: F): F => {
-  const q = new Map<F, number>();
-  for (const range of (accept ?? '').split(',')) {
+type AcceptRange = { type: string; q: number };
+
+/** The ranges of an `Accept` header, each with its q (0-1; a q that is no number refuses the range). */
+const acceptRanges = (accept: string): AcceptRange[] =>
+  accept.split(',').flatMap((range) => {
     const [type = '', ...parameters] = range.split(';').map((part) => part.trim().toLowerCase());
+    if (!/^[^/\s]+\/[^/\s]+$/.test(type)) return [];
     const qParameter = parameters.find((p) => p.startsWith('q='));
     const parsed = qParameter === undefined ? 1 : Number(qParameter.slice(2));
-    const value = Number.isFinite(parsed) ? Math.min(Math.max(parsed, 0), 1) : 0;
-    for (const format of offered) {
-      const types: readonly string[] = FORMAT_MEDIA_TYPES[format];
-      const wildcard = format === fallback && (type === '*/*' || types.some((t) => type === `${t.split('/')[0]}/*`));
-      if (types.includes(type) || wildcard) q.set(format, Math.max(q.get(format) ?? 0, value));
-    }
+    return [{ type, q: Number.isFinite(parsed) ? Math.min(Math.max(parsed, 0), 1) : 0 }];
+  });
+
+/**
+ * What `Accept` says of one media type: the q of its most specific matching range (`text/csv` over
+ * `text/*` over `*\/*`, as RFC 9110 reads them: `text/csv;q=0, *\/*` refuses CSV), and whether that
+ * range names it outright. Undefined when no range matches: the type is not acceptable.
+ */
+const mediaTypeQuality = (ranges: AcceptRange[], mediaType: string): { q: number; named: boolean } | undefined => {
+  const specificityOf = (range: string): number => (range === mediaType ? 2 : range === `${mediaType.split('/')[0]}/*` ? 1 : range === '*/*' ? 0 : -1);
+  let best: { q: number; specificity: number } | undefined;
+  for (const range of ranges) {
+    const specificity = specificityOf(range.type);
+    if (specificity >= 0 && (!best || specificity > best.specificity || (specificity === best.specificity && range.q > best.q)))
+      best = { q: range.q, specificity };
   }
-  let chosen = fallback;
-  let best = q.get(fallback) ?? 0;
-  for (const format of offered) {
-    const value = q.get(format);
-    if (format !== fallback && value !== undefined && value > 0 && (chosen === fallback ? value >= best : value > best)) {
-      chosen = format;
-      best = value;
-    }
+  return best && { q: best.q, named: best.specificity === 2 };
+};
+
+/** Whether rank `a` comes before rank `b`, compared entry by entry. */
+const isAhead = (a: readonly number[], b: readonly number[]): boolean => {
+  const at = a.findIndex((value, i) => value !== b[i]);
+  return at >= 0 && a[at]! > b[at]!;
+};
+
+/**
+ * The one reader of `Accept` for routes that answer one URL in several formats (`?format=` is read
+ * first by the route). A format's q is the highest of its media types' (NDJSON has several names; the
+ * first is the one answered, and the only one a wildcard stands for: `application/x-ndjson;q=0, *\/*`
+ * refuses NDJSON).
+ * The highest q above 0 answers; at the same q, a format named outright before one a wildcard lets
+ * through, and between two named the one other than the default (the default needs no naming), between
+ * two let through the default, else the one offered first. No header (or an empty one) is the default.
+ * Undefined when the header accepts none of the formats (`text/html`, `text/csv;q=0`): the route
+ * answers its default (`acceptedFormat`) or 406 (`acceptableFormat`). Any mention of NDJSON used to
+ * pick it on the audit routes, so `application/x-ndjson;q=0, text/csv` (NDJSON refused) got NDJSON there.
+ * Such an answer must carry `Vary: Accept` (`varyByAccept`).
+ */
+const negotiatedFormat = <F extends AnswerFormat>(accept: string | undefined, offered: readonly F[], fallback: F): F | undefined => {
+  if (accept === undefined || accept.trim() === '') return fallback;
+  const ranges = acceptRanges(accept);
+  let chosen: { format: F; rank: number[] } | undefined;
+  for (const [index, format] of offered.entries()) {
+    // Another name of the format counts where a range names it: a wildcard lets through the type answered.
+    const qualities = FORMAT_MEDIA_TYPES[format].flatMap((type, i) => {
+      const quality = mediaTypeQuality(ranges, type);
+      return quality && (i === 0 || quality.named) ? [quality] : [];
+    });
+    const q = Math.max(0, ...qualities.map((quality) => quality.q));
+    if (q === 0) continue;
+    const named = qualities.some((quality) => quality.named && quality.q === q);
+    const preferred = named ? format !== fallback : format === fallback;
+    const rank = [q, named ? 1 : 0, preferred ? 1 : 0, -index];
+    if (!chosen || isAhead(rank, chosen.rank)) chosen = { format, rank };
   }
-  return chosen;
+  return chosen?.format;
+};
+
+/** `negotiatedFormat`, with the default answering an `Accept` that takes none of the formats. */
+export const acceptedFormat = <F extends AnswerFormat>(accept: string | undefined, offered: readonly F[], fallback: F): F =>
+  negotiatedFormat(accept, offered, fallback) ?? fallback;
+
+/** `negotiatedFormat`, refusing with 406 (naming the media types it can answer) an `Accept` that takes none of the formats. */
+export const acceptableFormat = <F extends AnswerFormat>(accept: string | undefined, offered: readonly F[], fallback: F): F => {
+  const format = negotiatedFormat(accept, offered, fallback);
+  if (format !== undefined) return format;
+  const mediaTypes = offered.map((offer) => FORMAT_MEDIA_TYPES[offer][0]);
+  throw new ProblemError(
+    'not_acceptable',
+    `Accept takes none of the formats this answers: send Accept: ${mediaTypes.join(' or ')} (or */*), or ?format=${offered.join(' or ?format=')}.`,
+    { errors: [{ field: 'accept', in: 'headers', message: `takes none of ${mediaTypes.join(', ')}` }], mediaTypes },
+    { vary: 'Accept' },
+  );
 };
 
 /** An answer whose format `acceptedFormat` chose: a cache must keep the formats of one URL apart. */

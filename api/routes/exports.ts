@@ -10,7 +10,7 @@ import type { RouteContext } from '../route-context.ts';
 import type { Page, ReadModelQueries, ReadRecord, ReadScope } from '../deps.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import { ACTIVITY_PERSONAL_FIELDS, CUSTOMER_PERSONAL_FIELDS, FEEDBACK_PERSONAL_FIELDS, forCaller } from '../mask.ts';
-import { acceptedFormat, awaitReadModels, varyByAccept, WaitForQuery } from '../http.ts';
+import { acceptableFormat, awaitReadModels, varyByAccept, WaitForQuery } from '../http.ts';
 import { problemResponses } from '../problems.ts';
 import { refuseInvertedRanges, refusePersonalFilters, resolveMe, UserFilter } from '../query-route.ts';
 import { ActivityListFilters } from './activities.ts';
@@ -242,10 +242,11 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
         operationId: `export${kind.replace(/(?:^|-)([a-z])/g, (_, letter: string) => letter.toUpperCase())}`,
         tags: [kind],
         summary: `Every ${kind} record as CSV or NDJSON (Accept: text/csv or application/x-ndjson, or ?format=)`,
-        description: 'Streamed; takes the filters of the list. Personal fields are masked for roles that may not see them.',
+        description:
+          'Streamed; takes the filters of the list. Personal fields are masked for roles that may not see them. ?format= wins over Accept; an Accept that takes neither text/csv nor application/x-ndjson (nor */*) is a 406.',
         // waitFor: a sync job exports right after its own writes, as it reads a list after them.
         querystring: z.strictObject({ ...spec.filters, format: z.enum(['csv', 'ndjson']).optional(), ...WaitForQuery }),
-        response: problemResponses(400, 401, 403, 429, 503),
+        response: problemResponses(400, 401, 403, 406, 429, 503),
         streamedAnswer: {
           mediaTypes: ['text/csv', 'application/x-ndjson'],
           description: `The ${kind} file: a header row then one record per line, or one JSON object per line`,
@@ -256,7 +257,7 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
         const query = spec.forCaller ? spec.forCaller(request, filters) : filters;
         refusePersonalFilters(request, query, spec.personalFilters, spec.personalSorts);
         refuseInvertedRanges(query);
-        const format = asked ?? acceptedFormat(request.headers.accept, ['csv', 'ndjson'], 'csv');
+        const format = asked ?? acceptableFormat(request.headers.accept, ['csv', 'ndjson'], 'csv');
         await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
         // The caller's scope: an export holds exactly the records their list shows.
         const complete = spec.complete?.(context.deps);

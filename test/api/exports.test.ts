@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXPORT_COLUMNS } from '../../projections/queries/export.ts';
-import { importEnded, projectionsSettled, startApi, type ApiHarness } from './support.ts';
+import { expectProblem, importEnded, projectionsSettled, startApi, type ApiHarness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
 
 /** `GET /customers/export`, `/deals/export`, `/feedback/export`, `/activities/export`, `/purchases/export`, `/refunds/export`, `/campaigns/export`, `/responses/export`, `/costs/export` on the real API over PostgreSQL. */
@@ -71,26 +71,67 @@ describe('exports', () => {
   it('answers the format the Accept header prefers by its q values, CSV unless NDJSON is preferred, and says it varies by Accept', async () => {
     // Found with "Accept: application/x-ndjson;q=0, text/csv": a client that refuses NDJSON got NDJSON,
     // as any Accept that mentioned ndjson did, whatever its q.
-    const formatFor = async (accept: string) => {
-      const response = await api.app.inject({ method: 'GET', url: '/deals/export', headers: { ...api.auth('admin'), accept } });
-      expect(response.statusCode).toBe(200);
+    const formatFor = async (accept: string | undefined) => {
+      const headers = { ...api.auth('admin'), ...(accept === undefined ? {} : { accept }) };
+      const response = await api.app.inject({ method: 'GET', url: '/deals/export', headers });
       expect(String(response.headers.vary).toLowerCase()).toContain('accept');
+      if (response.statusCode === 406) return 406;
+      expect(response.statusCode).toBe(200);
       return String(response.headers['content-type']).startsWith('application/x-ndjson') ? 'ndjson' : 'csv';
     };
-    const cases: [string, 'csv' | 'ndjson'][] = [
+    const cases: [string | undefined, 'csv' | 'ndjson' | 406][] = [
+      [undefined, 'csv'],
+      ['', 'csv'],
       ['application/x-ndjson', 'ndjson'],
       ['application/jsonl', 'ndjson'],
       ['application/x-ndjson;q=0, text/csv', 'csv'],
-      ['application/x-ndjson; q=0', 'csv'],
       ['text/csv;q=0.9, application/x-ndjson;q=0.5', 'csv'],
       ['text/csv;q=0.5, application/x-ndjson;q=0.9', 'ndjson'],
       ['text/csv;q=0, application/x-ndjson', 'ndjson'],
       ['text/csv, application/x-ndjson', 'ndjson'],
       ['*/*', 'csv'],
-      ['text/html', 'csv'],
-      ['application/x-ndjsonx', 'csv'],
+      ['text/*', 'csv'],
+      ['application/*', 'ndjson'],
+      // A browser's navigation: HTML and XML first, anything at a lower q.
+      ['text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8', 'csv'],
+      ['application/json, text/plain, */*', 'csv'],
+      // The most specific range says what it names: CSV refused, anything else welcome.
+      ['text/csv;q=0, */*', 'ndjson'],
+      ['application/x-ndjson;q=0, */*', 'csv'],
+      ['text/csv;q=0, application/x-ndjson;q=0, */*', 406],
+      // Nothing this route answers: a 406 where it used to send CSV anyway.
+      ['application/xml', 406],
+      ['text/html', 406],
+      ['application/json', 406],
+      ['application/x-ndjsonx', 406],
+      ['text/csv;q=0', 406],
+      ['application/x-ndjson; q=0', 406],
     ];
-    for (const [accept, format] of cases) expect(await formatFor(accept), accept).toBe(format);
+    for (const [accept, format] of cases) expect(await formatFor(accept), String(accept)).toBe(format);
+  });
+
+  it('answers an Accept it cannot meet with a 406 naming the media types it can, on each export; ?format= wins over it as before', async () => {
+    for (const kind of ['customers', 'deals', 'feedback']) {
+      const refused = await api.app.inject({ method: 'GET', url: `/${kind}/export`, headers: { ...api.auth('admin'), accept: 'application/xml' } });
+      const problem = expectProblem(refused, 406, 'not-acceptable');
+      expect(problem.mediaTypes).toEqual(['text/csv', 'application/x-ndjson']);
+      expect(problem.errors).toEqual([{ field: 'accept', in: 'headers', message: 'takes none of text/csv, application/x-ndjson' }]);
+      expect(problem.detail).toContain('?format=csv');
+      expect(String(refused.headers.vary).toLowerCase()).toContain('accept');
+      for (const format of ['csv', 'ndjson']) {
+        const chosen = await api.app.inject({
+          method: 'GET',
+          url: `/${kind}/export?format=${format}`,
+          headers: { ...api.auth('admin'), accept: 'application/xml' },
+        });
+        expect(chosen.statusCode, `${kind} ${format}`).toBe(200);
+        expect(chosen.headers['content-type']).toBe(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson');
+      }
+    }
+    const doc = (await api.app.inject({ method: 'GET', url: '/openapi.json' })).json<{
+      paths: Record<string, { get: { responses: Record<string, unknown> } }>;
+    }>();
+    expect(doc.paths['/customers/export']!.get.responses).toHaveProperty('406');
   });
 
   it('shows a masked analyst no personal data, in CSV or NDJSON, and refuses a search on it', async () => {
