@@ -23,8 +23,8 @@ import {
   type ModelParams,
   type StoredModel,
 } from './scoring.ts';
-import { fitBgNbd } from './models/bgnbd.ts';
-import { fitGammaGamma, usableForSpend } from './models/gamma-gamma.ts';
+import { usableForSpend } from './models/gamma-gamma.ts';
+import { openFittingThread, type FittingThread } from './fitting/thread.ts';
 import { boundedProbability, CHURN_FEATURES, type ChurnExample, type ChurnTraining } from './models/churn.ts';
 import { fitRfmCutoffs } from './models/segments.ts';
 import { cohortTable, retentionRates } from './models/retention.ts';
@@ -44,17 +44,13 @@ import { KEPT_ACTIVE_WINDOW_DAYS, keptRetention } from './retention-counts.ts';
 import { customerRetentionClv, retentionClvFactor, retentionClvParams } from './retention-clv.ts';
 
 /**
- * The fitting code and its libraries (ml-kmeans, ml-cart, ml-naivebayes, ml-logistic-regression,
- * ml-regression: 10-20 MB of a process, measured): loaded by the first fit or forecast, not by every
- * process that only scores, projects or imports.
+ * The forecast's code and its library (ml-regression): loaded by the first forecast, not by every
+ * process that only scores, projects or imports. A model fit loads the fitting code (ml-kmeans,
+ * ml-cart, ml-naivebayes, ml-logistic-regression: 10-20 MB of a process, measured) in its own thread.
  */
 const fitting = async () => {
-  const [{ trainChurnModels }, { fitClusters }, { forecastRevenue }] = await Promise.all([
-    import('./models/churn-training.ts'),
-    import('./models/segment-clusters.ts'),
-    import('./models/forecast.ts'),
-  ]);
-  return { trainChurnModels, fitClusters, forecastRevenue };
+  const { forecastRevenue } = await import('./models/forecast.ts');
+  return { forecastRevenue };
 };
 
 /** Below this many held-out customers a churn model's test metrics come with a warning. */
@@ -181,8 +177,16 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       if (!storing && fit.signal?.aborted) throw new FitInterrupted();
     };
     await options.catchUp?.();
-    const { trainChurnModels, fitClusters, forecastRevenue } = await fitting();
     stopIfAsked();
+    const thread = openFittingThread();
+    try {
+      return await fitOn(thread, fit, stopIfAsked, () => (storing = true));
+    } finally {
+      await thread.close();
+    }
+  }
+
+  async function fitOn(thread: FittingThread, fit: FitOptions, stopIfAsked: () => void, startStoring: () => void): Promise<ModelSummary> {
     const timings: Record<string, number> = {};
     let mark = performance.now();
     const lap = (name: string) => {
@@ -209,7 +213,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const rfm = buyers.map((b) => rfmOf(b.purchases, asOfDay, timeUnit));
     lap('loadMs');
 
-    const bgnbd = fitBgNbd(rfm);
+    const bgnbd = await thread.run('fitBgNbd', rfm);
     lap('bgnbdMs');
     // Spend is fitted only on customers whose every amount has its rate: a pending amount (valued 0) would understate it.
     const pending = await unlessRebuilding(
@@ -219,7 +223,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const spend = rfm.filter((r, i) => usableForSpend(r) && !pending.has(buyers[i]!.customerId));
     const leftOutMissingRates = buyers.filter((b) => pending.has(b.customerId)).length;
     if (spend.length < 3) throw new InsufficientData('Fewer than 3 customers with repeat purchases of positive value: Gamma-Gamma cannot be fitted.');
-    const gammaGamma = fitGammaGamma(spend);
+    const gammaGamma = await thread.run('fitGammaGamma', spend);
     // A fit at the edge of its parameters (customers all buying at one pace: r and alpha in the
     // millions) gives some customers no finite value (0 x Infinity in its series). Stored, its scores
     // were NaN, and the totals of /analytics/clv and /analytics/segments stayed null through every later fit.
@@ -251,7 +255,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     );
     let training: ChurnTraining;
     try {
-      training = trainChurnModels(examples);
+      training = await thread.run('trainChurnModels', examples);
     } catch (error) {
       // Too little history for a churn model (e.g. the window reaches before most first purchases):
       // the other models are still worth having, so churn falls back to the base rate, said plainly.
@@ -264,7 +268,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     lap('churnMs');
     const values = buyers.map((b) => rfmValuesOf(b.purchases, asOfDay));
     const rfmCutoffs = fitRfmCutoffs(values);
-    const clusters = fitClusters(values, fit.clusters ?? 4);
+    const clusters = await thread.run('fitClusters', values, fit.clusters ?? 4);
     lap('segmentsMs');
 
     const purchaseDays = await purchaseDaysUpTo(db, schema, asOfDay);
@@ -273,7 +277,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const firstMonth = cohorts[0]?.cohort ?? lastMonth;
     const periods = retentionRates(purchaseDays, firstMonth, lastMonth, fit.activeWindowDays ?? 365);
     const { months: monthly, partialMonth } = completeMonths(await monthlyRevenueUpTo(db, schema, asOfDay), asOfDay, dayOf(clock()));
-    const forecast = forecastRevenue(monthly, fit.forecastHorizon ?? 6);
+    const forecast = await thread.run('forecastRevenue', monthly, fit.forecastHorizon ?? 6);
     lap('retentionForecastMs');
 
     // Complete months only, as the forecast: a month still running has had less time to lose anyone.
@@ -344,7 +348,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     };
 
     stopIfAsked();
-    storing = true;
+    startStoring();
     const version = await db
       .withTables<AnalyticsModelTables>()
       .transaction()
