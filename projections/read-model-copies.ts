@@ -15,7 +15,7 @@ import type { PersonalData } from '../eventstore/personal-data.ts';
 
 /** Read-model columns holding personal data, by table: what a forget erases in a copy. */
 export const PERSONAL_COLUMNS: Readonly<Record<string, readonly string[]>> = {
-  customers: ['name', 'email', 'email_search', 'name_search', 'phone', 'company'],
+  customers: ['name', 'email', 'email_search', 'name_search', 'name_sort', 'phone', 'company'],
   feedback: ['subject'],
   activities: ['body'],
 };

@@ -1,6 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
-import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
+import { iso, listOf, NAME_ORDER, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 import { ratioOf, type CampaignRow } from '../read-models/campaign-fold.ts';
 import { minorOfNumeric } from '../../shared/money.ts';
 import { inOneSnapshot } from './snapshot.ts';
@@ -73,11 +73,13 @@ export const campaignFieldsOf = (r: CampaignQueryRow): CampaignFields => ({
 const toCampaignView = (r: CampaignQueryRow): CampaignView => ({ ...campaignFieldsOf(r), revision: r.revision });
 
 const sorts: Record<string, SortSpec> = {
-  name: { expr: sql`lower(t.name)`, type: 'text' },
+  name: NAME_ORDER,
   createdAt: { expr: sql`t.created_at`, type: 'timestamptz' },
   roi: { expr: sql`COALESCE(t.roi, -1e30)`, type: 'numeric' },
   revenue: { expr: sql`t.revenue`, type: 'numeric' },
 };
+/** The tables of the previous version, which keep serving while the new ones are rebuilt, have no `name_sort`. */
+const FORMER_SORTS: Record<string, SortSpec> = { ...sorts, name: { expr: sql`lower(t.name)`, type: 'text' } };
 
 /**
  * `GET /campaigns`: filters by status and channel. Each campaign with its money in the base currency
@@ -91,15 +93,24 @@ export async function listCampaigns(
   const where: RawBuilder<unknown>[] = [];
   if (query.status) where.push(sql`t.status = ${query.status}`);
   if (query.channel) where.push(sql`t.channel = ${query.channel}`);
-  return inOneSnapshot(source, async (snapshot) => {
-    const page = await listOf({ source: snapshot, table: 'campaigns', key: 'campaign_id', where, sorts, defaultSort: '-createdAt' }, query, toCampaignView);
-    const ids = page.items.map((c) => c.id);
-    const base = await unlessRebuilding(
-      () => baseFiguresOf(snapshot, ids),
-      () => new Map<string, CampaignListInBase>(),
-    );
-    return { ...page, items: page.items.map((c) => ({ ...c, ...(base.get(c.id) ?? noBaseFigures(source)) })) };
-  });
+  const list = (sorted: Record<string, SortSpec>) =>
+    inOneSnapshot(source, async (snapshot) => {
+      const page = await listOf(
+        { source: snapshot, table: 'campaigns', key: 'campaign_id', where, sorts: sorted, defaultSort: '-createdAt' },
+        query,
+        toCampaignView,
+      );
+      const ids = page.items.map((c) => c.id);
+      const base = await unlessRebuilding(
+        () => baseFiguresOf(snapshot, ids),
+        () => new Map<string, CampaignListInBase>(),
+      );
+      return { ...page, items: page.items.map((c) => ({ ...c, ...(base.get(c.id) ?? noBaseFigures(source)) })) };
+    });
+  return unlessRebuilding(
+    () => list(sorts),
+    () => list(FORMER_SORTS),
+  );
 }
 
 /** A campaign's money in the base currency (GET /campaigns/:id). */

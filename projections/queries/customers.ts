@@ -3,7 +3,7 @@ import { customerInScope, listScope, scoped, SMALL_SCOPE_OWNERS, type ReadScope 
 import { baseAmount, baseCurrencyOf, convertedLines, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
 import type { CustomerRow } from '../read-models/customer-fold.ts';
 import type { TimelineEntry as TimelineRow } from '../read-models/timeline.ts';
-import { iso, listOf, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
+import { iso, listOf, NAME_ORDER, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 import { likeLiteral, likePrefix } from '../../shared/sql.ts';
 import { MAX_MERGE_CHAIN } from '../../domain/customer/decider.ts';
 import { tagKey } from '../../domain/customer/tags.ts';
@@ -112,13 +112,14 @@ type PurchaseKeysAt = 'customer_purchase_keys' | 'customers';
  * The sort keys of GET /customers. Those a purchase, a refund, a merge or an owner change moves are read
  * from `customer_purchase_keys` (alias `k`, joined by the customer id), where they are indexed: indexed
  * on `customers`, they made each purchase's update of the wide row write all of its indexes. The tables
- * of the previous version, which keep serving while the new ones are rebuilt, have them on `customers`.
+ * of the previous version, which keep serving while the new ones are rebuilt, have them on `customers`,
+ * and order names by `lower(name)` (they have no `name_sort`).
  */
 const sortsFrom = (at: PurchaseKeysAt): Record<string, SortSpec> => {
   const joined = at === 'customer_purchase_keys';
   const key = (column: string) => sql.ref(`${joined ? 'k' : 't'}.${column}`);
   return {
-    name: { expr: sql`lower(t.name)`, type: 'text' },
+    name: joined ? NAME_ORDER : { expr: sql`lower(t.name)`, type: 'text' },
     createdAt: { expr: sql`t.registered_at`, type: 'timestamptz' },
     revenue: { expr: sql`${key('revenue')}`, type: 'numeric', joined },
     lastPurchaseAt: { expr: sql`COALESCE(${key('last_purchase_at')}, '-infinity'::timestamptz)`, type: 'timestamptz', joined },

@@ -25,17 +25,31 @@ export interface SortSpec {
    * `k`'s key too, so that an index of `k` gives the order.
    */
   joined?: boolean;
+  /**
+   * Names the order of a sort whose values changed meaning (`name` by `name_sort` where it was by
+   * `lower(name)`): its cursors carry it, so that a cursor of the former order, a position that now
+   * means another place in the list, is refused with a 400 saying to start again instead of skipping
+   * or repeating rows.
+   */
+  order?: string;
 }
 
+/**
+ * `?sort=name` of every list that has it: dictionary order, by the `name_sort` column the projection
+ * writes (projections/read-models/name-sort.ts). Cursors of the former `lower(name)` order are refused.
+ */
+export const NAME_ORDER: SortSpec = { expr: sql`t.name_sort`, type: 'text', order: 'name_sort' };
+
 /** A cursor that cannot be decoded is bad input (400 naming `cursor`), never a 500. */
-const badCursor = (input: unknown) => new z.ZodError([{ code: 'custom', path: ['cursor'], message: 'not a cursor returned by this list', input }]);
+const badCursor = (input: unknown, message = 'not a cursor returned by this list') => new z.ZodError([{ code: 'custom', path: ['cursor'], message, input }]);
 
 /**
- * A keyset position: `[sort value as text, key]` in JSON. The API seals it before a client sees it
- * (api/cursor-seal.ts); it is still checked here against the sort's SQL type, so that no position,
- * whoever made it, reaches PostgreSQL as a cast that fails.
+ * A keyset position: `[sort value as text, key]` in JSON, and the sort's `order` when it names one. The
+ * API seals it before a client sees it (api/cursor-seal.ts); it is still checked here against the
+ * sort's SQL type, so that no position, whoever made it, reaches PostgreSQL as a cast that fails.
  */
-const encodeCursor = (sortValue: string, key: string): string => JSON.stringify([sortValue, key]);
+const encodeCursor = (sortValue: string, key: string, order: string | undefined): string =>
+  JSON.stringify(order === undefined ? [sortValue, key] : [sortValue, key, order]);
 
 /** A real calendar day of years 1-9999 (PostgreSQL refuses year 0 and February 30). */
 const isDay = (v: string): boolean => {
@@ -58,14 +72,20 @@ const SORT_VALUE_FORMATS: Record<SortSpec['type'], (value: string) => boolean> =
 
 const KEY_FORMATS = { uuid: (v: string) => UUID.test(v), bigint: inBigintRange } as const;
 
-const decodeCursor = (cursor: string, sortType: SortSpec['type'], keyType: keyof typeof KEY_FORMATS): [string, string] => {
+/** The cursor's position; undefined for one of the order the sort had before it named one (`SortSpec.order`). */
+const decodeCursor = (cursor: string, sort: SortSpec, keyType: keyof typeof KEY_FORMATS): [string, string] | undefined => {
+  let value: unknown;
   try {
-    const value = JSON.parse(cursor);
-    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
-      if (KEY_FORMATS[keyType](value[1]) && SORT_VALUE_FORMATS[sortType](value[0])) return [value[0], value[1]];
-    }
+    value = JSON.parse(cursor);
   } catch {
-    // fall through
+    throw badCursor(cursor);
+  }
+  if (Array.isArray(value) && typeof value[0] === 'string' && typeof value[1] === 'string') {
+    const [sortValue, key, order] = value as [string, string, unknown];
+    if (value.length === 2 && sort.order !== undefined) return undefined;
+    if (value.length === (sort.order === undefined ? 2 : 3) && order === sort.order && KEY_FORMATS[keyType](key) && SORT_VALUE_FORMATS[sort.type](sortValue)) {
+      return [sortValue, key];
+    }
   }
   throw badCursor(cursor);
 };
@@ -131,16 +151,24 @@ export async function pageOf<R extends object = AnyRow>(request: PageRequest<R>)
   const ordered = spec.joined ? 'k' : 't';
   const key = sql.ref(`${ordered}.${request.key}`);
   const where = [...request.where, ...(joined?.where ?? [])];
+  const table = sql.id(request.source.schema, request.table);
+  const join = joined ? sql`JOIN ${sql.id(request.source.schema, joined.table)} k ON ${sql.ref(`k.${request.key}`)} = ${sql.ref(`t.${request.key}`)}` : sql``;
   if (request.cursor) {
     const keyType = request.keyType ?? 'uuid';
-    const [value, id] = decodeCursor(request.cursor, spec.type, keyType);
+    const position = decodeCursor(request.cursor, spec, keyType);
+    if (!position) {
+      // Refused only where this order serves: the previous version's tables, serving while a rebuild
+      // makes the new ones, lack its column, and the caller's fallback (`unlessRebuilding`) reads the
+      // cursor in the order that issued it.
+      await sql`SELECT ${spec.expr} FROM ${table} t ${join} LIMIT 0`.execute(request.source.db);
+      throw badCursor(request.cursor, 'a cursor of the order this sort had before an upgrade; start again without a cursor');
+    }
+    const [value, id] = position;
     const cast = sql`CAST(${value} AS ${sql.raw(spec.type)})`;
     const keyValue = sql`CAST(${id} AS ${sql.raw(keyType)})`;
     where.push(desc ? sql`(${spec.expr}, ${key}) < (${cast}, ${keyValue})` : sql`(${spec.expr}, ${key}) > (${cast}, ${keyValue})`);
   }
   const direction = sql.raw(desc ? 'DESC' : 'ASC');
-  const table = sql.id(request.source.schema, request.table);
-  const join = joined ? sql`JOIN ${sql.id(request.source.schema, joined.table)} k ON ${sql.ref(`k.${request.key}`)} = ${sql.ref(`t.${request.key}`)}` : sql``;
   const order = sql`ORDER BY ${spec.expr} ${direction}, ${key} ${direction} LIMIT ${limit + 1}`;
   const owners = request.perOwner;
   if (owners) {
@@ -158,7 +186,7 @@ export async function pageOf<R extends object = AnyRow>(request: PageRequest<R>)
         CROSS JOIN LATERAL (${sql.join(ranges, sql` UNION ALL `)}) t
         ORDER BY ${merged} LIMIT ${limit + 1}) t
       ORDER BY ${merged}`.execute(request.source.db);
-    return pageFrom(rows, limit, request.key);
+    return pageFrom(rows, limit, request.key, spec.order);
   }
   if (request.scope && !request.fenced) where.push(request.scope);
   const from = request.scope && request.fenced ? sql`(SELECT * FROM ${table} t WHERE ${request.scope} OFFSET 0)` : table;
@@ -167,18 +195,18 @@ export async function pageOf<R extends object = AnyRow>(request: PageRequest<R>)
     FROM ${from} t ${join}
     ${where.length > 0 ? sql`WHERE ${sql.join(where, sql` AND `)}` : sql``}
     ${order}`.execute(request.source.db);
-  return pageFrom(rows, limit, request.key);
+  return pageFrom(rows, limit, request.key, spec.order);
 }
 
 /** A row of a page: its columns and its sort value as text (`__sort`, for the cursor). */
 type Sorted<R> = R & { __sort: string };
 
 /** The page of `limit` rows and the cursor after its last row, when more follow. */
-const pageFrom = <R extends object>(rows: Sorted<R>[], limit: number, keyColumn: keyof R & string): Page<Sorted<R>> => {
+const pageFrom = <R extends object>(rows: Sorted<R>[], limit: number, keyColumn: keyof R & string, order: string | undefined): Page<Sorted<R>> => {
   const more = rows.length > limit;
   const items = more ? rows.slice(0, limit) : rows;
   const last = items[items.length - 1];
-  return { items, nextCursor: more && last ? encodeCursor(last.__sort, String(last[keyColumn])) : null };
+  return { items, nextCursor: more && last ? encodeCursor(last.__sort, String(last[keyColumn]), order) : null };
 };
 
 /** One read model's list: what `pageOf` needs besides the caller's sort, limit and cursor. */

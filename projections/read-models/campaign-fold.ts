@@ -2,6 +2,7 @@ import type { CampaignStatus, ResponseKind } from '../../domain/campaign/events.
 import type { ProjectedEvent } from '../../shared/events.ts';
 import { addMoney, divideRounded, minorOf, minorOfNumeric, numericOf } from '../../shared/money.ts';
 import { latest, occurredAt, type Instant } from './common.ts';
+import { nameSortOf } from './name-sort.ts';
 
 /**
  * A campaign folded from its stream, written once: the live projection (campaigns.ts), rebuild and
@@ -18,6 +19,8 @@ import { latest, occurredAt, type Instant } from './common.ts';
 export type CampaignRow = {
   campaign_id: string;
   name: string;
+  /** Where the name sorts in `?sort=name` (name-sort.ts `nameSortOf`). */
+  name_sort: string;
   channel: string;
   status: CampaignStatus;
   /** Money: numeric(28,4) as PostgreSQL returns it ('5000.0000'). */
@@ -92,6 +95,7 @@ export function evolveCampaign(state: CampaignRow | undefined, e: ProjectedEvent
     return withFigures({
       campaign_id: d.campaignId,
       name: d.name,
+      name_sort: nameSortOf(d.name),
       channel: d.channel,
       status: 'draft',
       budget: numericOf(minorOf(d.budget)),

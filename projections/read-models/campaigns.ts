@@ -42,6 +42,7 @@ export const CAMPAIGNS: TableSpec<CampaignRow> = {
   columns: [
     'campaign_id',
     'name',
+    'name_sort',
     'channel',
     'status',
     'budget',
@@ -80,6 +81,7 @@ async function migrate(db: Kysely<CampaignTables>, schema: string): Promise<void
   await sql`CREATE TABLE IF NOT EXISTS ${t} (
     campaign_id uuid PRIMARY KEY,
     name text NOT NULL,
+    name_sort text COLLATE "C" NOT NULL,
     channel text NOT NULL,
     status text NOT NULL CHECK (status IN ('draft', 'scheduled', 'active', 'paused', 'completed', 'cancelled')),
     budget ${sql.raw(MONEY_TYPE)} NOT NULL,
@@ -107,7 +109,7 @@ async function migrate(db: Kysely<CampaignTables>, schema: string): Promise<void
   await sql`CREATE INDEX IF NOT EXISTS campaigns_status_idx ON ${t} (status)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS campaigns_created_idx ON ${t} (created_at, campaign_id)`.execute(db);
   // Sort keys of GET /campaigns (projections/queries/campaigns.ts) with the id as tie-breaker.
-  await sql`CREATE INDEX IF NOT EXISTS campaigns_sort_name_idx ON ${t} (lower(name), campaign_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS campaigns_sort_name_idx ON ${t} (name_sort, campaign_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS campaigns_sort_revenue_idx ON ${t} (revenue, campaign_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS campaigns_sort_roi_idx ON ${t} ((COALESCE(roi, -1e30)), campaign_id)`.execute(db);
   const lines = sql.id(schema, 'campaign_money_lines');
@@ -157,7 +159,8 @@ export const campaignsProjection: Projection = {
   // 3: `campaign_money_lines` (costs and revenue in every currency, for base-currency figures).
   // 4: roi, conversion_rate and over_budget written by the fold (campaign-fold.ts), no longer generated.
   // 5: updated_at never moves back (a response dated before the last change left it there).
-  version: 5,
+  // 6: `name_sort`, the name's place in dictionary order (name-sort.ts): `?sort=name` ordered by code point.
+  version: 6,
   tables: ['campaigns', 'campaign_money_lines'],
   filter: { streamPrefixes: ['campaign-'] },
   migrate,

@@ -4,6 +4,7 @@ import type { ProjectedEvent } from '../../shared/events.ts';
 import { addMoney, minorOf, numericOf, subtractMoney } from '../../shared/money.ts';
 import { earliest, isoOf, latest, ms, occurredAt, type Bigint, type Instant } from './common.ts';
 import { matchKeysOf, searchFormOf, type MatchKeys } from './match-keys.ts';
+import { nameSortOf } from './name-sort.ts';
 
 /**
  * A customer folded from its own stream, written once: the live projection (customers.ts), rebuild
@@ -22,12 +23,14 @@ export type CustomerStatus = 'active' | 'inactive' | 'merged' | 'forgotten';
 /** The `customers` table's columns, typed (CUSTOMERS in customers.ts lists them in table order). */
 export type CustomerRow = {
   customer_id: string;
-  /** Personal data (name, email, email_search, name_search, phone, company): '[erased]' once forgotten. */
+  /** Personal data (name, email, email_search, name_search, name_sort, phone, company): '[erased]' once forgotten. */
   name: string;
   email: string;
   email_search: string;
   /** The name as `?search=` compares it (match-keys.ts `searchFormOf`); personal data. */
   name_search: string;
+  /** Where the name sorts in `?sort=name` (name-sort.ts `nameSortOf`); personal data. */
+  name_sort: string;
   phone: string | null;
   company: string | null;
   source: string | null;
@@ -135,6 +138,7 @@ export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent
       email: d.email,
       email_search: d.email.toLowerCase(),
       name_search: searchFormOf(d.name),
+      name_sort: nameSortOf(d.name),
       phone: d.phone,
       company: d.company,
       source: d.source,
@@ -172,6 +176,7 @@ export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent
       if (d.name !== undefined) {
         row.name = d.name;
         row.name_search = searchFormOf(d.name);
+        row.name_sort = nameSortOf(d.name);
       }
       if (d.email !== undefined) {
         row.email = d.email;

@@ -6,6 +6,7 @@ import { earliest, isoOf, latest, occurredAt } from './common.ts';
 import { MONEY_TYPE, minorOfNumeric, numericOf } from '../../shared/money.ts';
 import { evolveCustomer, readHeadlineFigures, revenueLineOf, takeRefund, withCurrencyFigures, type CustomerRow, type RevenueLine } from './customer-fold.ts';
 import { ensureSchema, insertRows, RowSet, upsertRows, type TableSpec } from './rows.ts';
+import { nameSortOf } from './name-sort.ts';
 import { DUPLICATE_REASONS, MATCH_KEY_COLUMN, type DuplicateReason, type MatchKeys } from './match-keys.ts';
 import { ioTurns } from '../../shared/io-turns.ts';
 import { MAX_MERGE_CHAIN } from '../../domain/customer/decider.ts';
@@ -30,6 +31,7 @@ export const CUSTOMERS: TableSpec<CustomerRow> = {
     'email',
     'email_search',
     'name_search',
+    'name_sort',
     'phone',
     'company',
     'source',
@@ -164,6 +166,7 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
     email text NOT NULL,
     email_search text NOT NULL,
     name_search text NOT NULL,
+    name_sort text COLLATE "C" NOT NULL,
     phone text,
     company text,
     source text,
@@ -203,7 +206,7 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
   // restricted page is an index range scan too.
   await sql`CREATE INDEX IF NOT EXISTS customers_owner_idx ON ${t} (owner_id, registered_at, customer_id)`.execute(db);
   // The other sort keys of GET /customers behind the owner: a restricted page merges one range per owner.
-  await sql`CREATE INDEX IF NOT EXISTS customers_owner_name_idx ON ${t} (owner_id, lower(name), customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_owner_name_idx ON ${t} (owner_id, name_sort, customer_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_status_idx ON ${t} (status)`.execute(db);
   // Without fastupdate: new entries go into the index itself, not into a pending list that every tag
   // lookup reads in full until a vacuum merges it (autovacuum may be off; a catch-up of 100,000
@@ -219,7 +222,7 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
   // One index per sort key of GET /customers (projections/queries/customers.ts), in the list's exact
   // expression and with the id as tie-breaker, so every page is an index range scan (keyset paging).
   // The keys a purchase moves are indexed in `customer_purchase_keys`, below.
-  await sql`CREATE INDEX IF NOT EXISTS customers_sort_name_idx ON ${t} (lower(name), customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_sort_name_idx ON ${t} (name_sort, customer_id)`.execute(db);
   await migratePurchaseKeys(db, schema);
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'customer_links')} (
     link_key text PRIMARY KEY,
@@ -506,6 +509,7 @@ const eraseDecrypted = (row: CustomerRow): void => {
   row.email = ERASED;
   row.email_search = ERASED;
   row.name_search = ERASED;
+  row.name_sort = nameSortOf(ERASED);
   if (row.phone !== null) row.phone = ERASED;
 };
 
@@ -574,7 +578,9 @@ export const customersProjection: Projection = {
   // 11: `customer_links` keyed by kind and id: a deal and a feedback item with one id took each other's
   //     link (the wrong customer's counters, a negative open-feedback count).
   // 12: a name's match key keeps combining marks in its words (`राम शर्मा` and `रीमा शर्मा` shared `र म शर`).
-  version: 12,
+  // 13: `name_sort`, the name's place in dictionary order (name-sort.ts): `?sort=name` ordered by code point
+  //     ("Émile" after "zoe").
+  version: 13,
   tables: ['customers', 'customer_purchase_keys', 'customer_links', 'revenue_lines', 'customer_duplicate_groups'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },
   migrate,

@@ -11,6 +11,7 @@ import { readModelProjections } from '../../projections/read-models/index.ts';
 import { compareSchemas, rebuildProjections, replayInto, tablesOf } from '../../projections/rebuild.ts';
 import { createReportingViews } from '../../projections/reporting.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
+import { expectedOrder, NAMES } from './names-in-order.ts';
 
 // The embedded default engine: one PGlite instance for the file (they cost seconds and memory).
 let database: SqlDatabase;
@@ -103,5 +104,24 @@ describe('projections on PGlite', () => {
       daysInStage: 0,
       revision: 0,
     });
+  });
+
+  it('lists names in the order PostgreSQL lists them (a stored key, no collation of the engine)', async () => {
+    const idOf = new Map<string, string>();
+    for (const [i, name] of NAMES.entries()) {
+      const customerId = randomUUID();
+      idOf.set(name, customerId);
+      await run({ type: 'RegisterCustomer', customerId, name, email: `order${i}@example.com`, tags: ['name-order'] });
+    }
+    await runner.waitForPosition(last, 10_000);
+    const q = createReadModelQueries({ db: database.db, schema: 'crm' });
+    const ids: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await q.listCustomers({ tag: 'name-order', sort: 'name', limit: 4, cursor });
+      ids.push(...page.items.map((c) => c.id));
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor !== undefined);
+    expect(ids).toEqual(expectedOrder(idOf));
   });
 });
