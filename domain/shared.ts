@@ -24,6 +24,45 @@ export const storableForm = (text: string): string =>
 /** The one base of every text field (names, ids, tags, reasons, free text, currency...). */
 export const SafeText = z.string().refine(isStorableText, STORABLE_TEXT_RULE);
 
+/** A character as U+XXXX, as refusals name it. */
+const codePointOf = (character: string): string => `U+${character.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+const LINE_BREAKS = new Set(['\n', '\r', '\u000b', '\u000c', '\u0085', '\u2028', '\u2029']);
+const SEPARATORS: Record<string, string> = { '\u2028': 'line separator', '\u2029': 'paragraph separator' };
+/**
+ * A rule a command's text keeps: none of the characters `control` matches (NUL is SafeText's to
+ * refuse). A bell, an ESC sequence or a line break in a name reached CSV exports, logs and the CLI,
+ * where a terminal obeyed it (recoloured, retitled, a line forged). The refusal names the code point
+ * and its position in the text sent (1 for the first character), and stops the field's later rules
+ * (one error a field). One line is read trimmed, so what the trim drops at its ends (a tab or a line
+ * end pasted with an address) is left to it.
+ */
+const refusing = (control: RegExp, oneLine: boolean) =>
+  z.superRefine((text: string, context) => {
+    const from = oneLine ? text.length - text.trimStart().length : 0;
+    const found = control.exec(oneLine ? text.slice(from, text.trimEnd().length) : text);
+    if (!found) return;
+    const character = found[0][0]!;
+    const position = [...text.slice(0, from + found.index)].length + 1;
+    const lineBreak = oneLine && LINE_BREAKS.has(character) ? ' (a line break: this field takes one line)' : '';
+    const message = `contains the ${SEPARATORS[character] ?? 'control character'} ${codePointOf(character)} at position ${position}${lineBreak}`;
+    context.addIssue({ code: 'custom', message, input: text, continue: false });
+  });
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
+const LINE_CONTROL = /[\u0001-\u001f\u007f-\u009f\u2028\u2029]/;
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
+const MULTI_LINE_CONTROL = /[\u0001-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]|\r(?!\n)/;
+/** C0 and C1 controls, DEL and the line and paragraph separators: what one line of text may not hold. */
+export const ONE_LINE = refusing(LINE_CONTROL, true);
+/** The same, but for tabs and line breaks (`\n`, `\r\n`, U+2028, U+2029): a lone `\r` rewrites a terminal's line. */
+export const SEVERAL_LINES = refusing(MULTI_LINE_CONTROL, false);
+/**
+ * Text a command takes on one line, trimmed (names, titles, subjects, company, tags, ids, owners), and
+ * text it takes on several (notes, bodies, reasons, comments, descriptions). Commands only: events
+ * keep SafeText, so that events recorded before with such characters still read and project.
+ */
+export const SingleLineText = SafeText.check(ONE_LINE).trim();
+export const MultiLineText = SafeText.check(SEVERAL_LINES);
+
 /**
  * Business times are years 1900-2200 inclusive (UTC). PostgreSQL has no year 0 (`0000-01-01` is out of
  * range) and read models, reports and cohorts have no use for times far outside a customer history.
@@ -63,7 +102,7 @@ export const Id = z.uuid().toLowerCase();
  */
 const UUID_SPELLING = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const personRefOf = (text: string): string => (UUID_SPELLING.test(text) ? text.toLowerCase() : text);
-export const PersonRef = SafeText.trim().min(1).max(200).overwrite(personRefOf);
+export const PersonRef = SingleLineText.min(1).max(200).overwrite(personRefOf);
 /**
  * The largest time zone offset, in minutes, that PostgreSQL's timestamptz takes (±15:59); ISO 8601 and
  * zod allow up to ±23:59, and an event holding `+16:00` was stored and then stopped every projection
@@ -143,8 +182,7 @@ export const inNfc = (text: string): string => text.normalize('NFC');
 const VISIBLE_CHARACTER = /[^\p{White_Space}\p{Cc}\p{Cf}\p{Z}\p{M}\p{Default_Ignorable_Code_Point}\u2800]/u;
 // Read in NFC, as tags are: `José` typed precomposed or decomposed (as macOS tools write it) is one
 // name to search and to the duplicates report. Before its length is checked: NFC can lengthen a text.
-export const DisplayText = SafeText.trim()
-  .overwrite(inNfc)
+export const DisplayText = SingleLineText.overwrite(inNfc)
   .min(1)
   .max(200)
   .refine(
@@ -176,39 +214,44 @@ const fitsSmtp = (email: string): boolean => {
 const EMAIL_SYNTAX = /^(?:[A-Za-z0-9_'+-]+\.)*[A-Za-z0-9_'+-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9][A-Za-z0-9-]*\.)+(?:[A-Za-z]{2,}|xn--[A-Za-z0-9-]+)$/;
 /** What an address pasted from a web page or a document may carry unseen: zero-width spaces, direction marks, the word joiner. */
 const INVISIBLE_IN_ADDRESS = /[\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
-const codePointOf = (character: string): string => `U+${character.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
 /**
  * An address as commands take it: spaces around it (pasted from a mail client) are dropped, as emails
  * compare trimmed. An invisible character, or a domain not in punycode, is refused saying so: the
  * refusal "Invalid email address" showed an address that looked valid.
  */
-export const EmailAddress = SafeText.trim()
-  .superRefine((email, context) => {
-    const invisible = INVISIBLE_IN_ADDRESS.exec(email);
-    if (invisible)
-      context.addIssue({ code: 'custom', message: `the address contains an invisible character (${codePointOf(invisible[0])}): type it again without it` });
-    // eslint-disable-next-line no-control-regex -- ASCII is the range checked
-    else if (/[^\x00-\x7f]/.test(email.slice(email.lastIndexOf('@') + 1)))
-      context.addIssue({ code: 'custom', message: 'write the domain in punycode (xn--...): info@xn--mnchen-3ya.de for info@münchen.de' });
-  })
-  .pipe(z.email({ pattern: EMAIL_SYNTAX }).max(254).refine(fitsSmtp, 'a local part of at most 64 characters and domain labels of at most 63 (RFC 5321)'));
+export const EmailAddress = SingleLineText.superRefine((email, context) => {
+  const invisible = INVISIBLE_IN_ADDRESS.exec(email);
+  if (invisible)
+    context.addIssue({ code: 'custom', message: `the address contains an invisible character (${codePointOf(invisible[0])}): type it again without it` });
+  // eslint-disable-next-line no-control-regex -- ASCII is the range checked
+  else if (/[^\x00-\x7f]/.test(email.slice(email.lastIndexOf('@') + 1)))
+    context.addIssue({ code: 'custom', message: 'write the domain in punycode (xn--...): info@xn--mnchen-3ya.de for info@münchen.de' });
+}).pipe(z.email({ pattern: EMAIL_SYNTAX }).max(254).refine(fitsSmtp, 'a local part of at most 64 characters and domain labels of at most 63 (RFC 5321)'));
 export const LongText = SafeText.max(10_000);
+/** A long text as commands take it (a note's or a feedback item's body): `LongText` on several lines. */
+export const LongMultiLineText = MultiLineText.max(10_000);
 /**
  * A tag: letters (with their combining marks: Devanagari's vowel signs, a decomposed `é`), digits,
  * space, `_ : . -`, read in NFC so that `café` typed precomposed or decomposed is one tag, as filters
  * and untagging expect. Without marks, `हिन्दी` and a decomposed `café` were refused as not letters.
  */
-export const Tag = SafeText.trim()
-  .overwrite(inNfc)
-  .min(1)
-  .max(50)
-  .regex(/^[\p{L}\p{N}_:.\- ][\p{L}\p{M}\p{N}_:.\- ]*$/u, 'letters, digits, space, _ : . -');
+const tagOf = (text: typeof SafeText) =>
+  text
+    .trim()
+    .overwrite(inNfc)
+    .min(1)
+    .max(50)
+    .regex(/^[\p{L}\p{N}_:.\- ][\p{L}\p{M}\p{N}_:.\- ]*$/u, 'letters, digits, space, _ : . -');
+export const Tag = tagOf(SafeText);
 /**
  * A tag a command gives: one that shows. The Hangul filler U+3164 is a letter to the rule above and
  * renders as nothing, so a customer could carry a tag nobody can see or type. Events keep `Tag`, which
  * every tag recorded before meets; removing one (untag) takes any `Tag`.
  */
-export const NewTag = Tag.refine((tag) => tag === '' || VISIBLE_CHARACTER.test(tag), 'must contain a visible character (not only fillers or spaces)');
+export const NewTag = tagOf(SingleLineText).refine(
+  (tag) => tag === '' || VISIBLE_CHARACTER.test(tag),
+  'must contain a visible character (not only fillers or spaces)',
+);
 
 /** What a personal field reads as once its customer has been forgotten (crypto-shredded). */
 export const ERASED = '[erased]';

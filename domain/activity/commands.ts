@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
-import { Id, IsoDateTime, LongText, DisplayText, withBusinessTime } from '../shared.ts';
+import { Id, IsoDateTime, LongMultiLineText, DisplayText, withBusinessTime } from '../shared.ts';
 import { ActivityKind } from './events.ts';
 
 /**
@@ -15,7 +15,7 @@ export const LogActivityPayload = z
     dealId: Id.optional(),
     kind: ActivityKind,
     subject: DisplayText,
-    body: LongText.nullable().optional(),
+    body: LongMultiLineText.nullable().optional(),
     dueAt: IsoDateTime.nullable().optional(),
     assigneeId: Id.nullable().optional(),
   })
@@ -28,7 +28,7 @@ export const ChangeActivityPayload = z
   .object({
     activityId: Id,
     subject: DisplayText.optional(),
-    body: LongText.nullable().optional(),
+    body: LongMultiLineText.nullable().optional(),
     dueAt: IsoDateTime.nullable().optional(),
     assigneeId: Id.nullable().optional(),
   })

@@ -1,17 +1,21 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
 import { Amount, IsoCurrency } from '../money.ts';
-import { Id, IsoDateTime, SafeText, DisplayText, NewTag, withBusinessTime } from '../shared.ts';
+import { Id, IsoDateTime, MultiLineText, SingleLineText, DisplayText, NewTag, withBusinessTime } from '../shared.ts';
 import { CampaignChannel, ResponseKind, SegmentCriteria } from './events.ts';
 
-const Reason = SafeText.max(2000);
+const Reason = MultiLineText.max(2000);
 
 /**
  * Who a new campaign targets: its tags held to the rule of a customer's tags (NFC, letters, digits,
  * `_ : . -`), so that the segment can match them. The event's schema stays as it was, for campaigns
  * created before (a tag of spaces or `x;y` was accepted, and matched no customer).
  */
-const TargetSegment = SegmentCriteria.extend({ tags: z.array(NewTag).max(50).optional() });
+const TargetSegment = SegmentCriteria.extend({
+  tags: z.array(NewTag).max(50).optional(),
+  rfmSegments: z.array(SingleLineText.max(50)).max(20).optional(),
+  sources: z.array(SingleLineText.max(100)).max(20).optional(),
+});
 
 export const CreateCampaignPayload = z
   .object({
@@ -37,10 +41,10 @@ export const RecordCampaignCostPayload = z
   .object({
     campaignId: Id,
     /** Makes the cost idempotent (an invoice number); derived from the idempotency key (or generated) when absent. */
-    costId: SafeText.trim().min(1).max(100).optional(),
+    costId: SingleLineText.min(1).max(100).optional(),
     amount: Amount,
     currency: IsoCurrency,
-    description: SafeText.max(2000).nullable().optional(),
+    description: MultiLineText.max(2000).nullable().optional(),
     /** Accept a cost that takes the campaign's costs beyond its budget (otherwise refused with 422). */
     allowOverBudget: z.boolean().optional(),
   })

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { Amount, Currency, IsoCurrency } from '../money.ts';
 import type { UserSnapshot } from '../user/decider.ts';
-import { EmailAddress, Id, IsoDateTime, SafeText, DisplayText, NewTag, Tag, withBusinessTime } from '../shared.ts';
+import { EmailAddress, Id, IsoDateTime, MultiLineText, SingleLineText, DisplayText, NewTag, Tag, withBusinessTime } from '../shared.ts';
 
 /**
  * Customer command payloads as clients send them (strict: unknown fields are refused).
@@ -11,13 +11,12 @@ import { EmailAddress, Id, IsoDateTime, SafeText, DisplayText, NewTag, Tag, with
 const Email = EmailAddress;
 /** Emails compare trimmed and case-insensitively: `GRACE@navy.example` is `grace@navy.example`. */
 export { normaliseEmail } from '../shared.ts';
-const Phone = SafeText.trim()
-  .min(3)
+const Phone = SingleLineText.min(3)
   .max(50)
   .regex(/^[+0-9 ()./-]+$/, 'digits, spaces and + ( ) . / -');
-const Company = SafeText.trim().min(1).max(200);
-const OrderId = SafeText.trim().min(1).max(100);
-const Reason = SafeText.max(2000);
+const Company = SingleLineText.min(1).max(200);
+const OrderId = SingleLineText.min(1).max(100);
+const Reason = MultiLineText.max(2000);
 
 /**
  * The most tags a customer carries, however they came (registration, tagging, an import): the same
@@ -36,7 +35,7 @@ export const RegisterCustomerPayload = z
     phone: Phone.nullable().optional(),
     company: Company.nullable().optional(),
     tags: z.array(NewTag).max(MAX_CUSTOMER_TAGS).optional(),
-    source: SafeText.trim().min(1).max(100).nullable().optional(),
+    source: SingleLineText.min(1).max(100).nullable().optional(),
     marketingConsent: z.boolean().optional(),
     /** Register even though another customer has this email (normally refused with 409 naming that customer). */
     allowDuplicate: z.boolean().optional(),
@@ -78,7 +77,7 @@ export const RefundPurchasePayload = z
     customerId: Id,
     orderId: OrderId,
     /** Idempotency of the refund itself; derived from the idempotency key (or generated) when absent. */
-    refundId: SafeText.trim().min(1).max(100).optional(),
+    refundId: SingleLineText.min(1).max(100).optional(),
     amount: Amount,
     // Any three capitals: the decider takes only the order's own currency, which an order recorded
     // before commands checked codes against ISO 4217 may hold (and it must stay refundable).

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
 import { Amount, hasAtMostFourDecimals, IsoCurrency, toFourDecimals } from '../money.ts';
-import { BusinessTime, Id, IsoDate, PersonRef, SafeText, DisplayText, withBusinessTime } from '../shared.ts';
+import { BusinessTime, Id, IsoDate, MultiLineText, PersonRef, DisplayText, withBusinessTime } from '../shared.ts';
 import { OpenDealStage } from './events.ts';
 
 /** A probability as commands take it: a fifth decimal is refused, as for amounts, not rounded away (0.00004 read 0). */
@@ -44,7 +44,7 @@ export const ChangeDealPayload = z
 
 export const MoveDealStagePayload = z.object({ dealId: Id, stage: OpenDealStage }).strict();
 /** Why a deal was won or lost, in the seller's words. */
-const OutcomeReason = SafeText.trim().min(1).max(2000);
+const OutcomeReason = MultiLineText.trim().min(1).max(2000);
 /**
  * `amount` is the final amount when it differs from the deal's current amount; `reason`, why it was
  * won, is recorded with the event (its metadata's reason, the deal's `wonReason`), as an import's is.

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { IsoCurrency } from '../money.ts';
-import { IsoDateTime, SafeText } from '../shared.ts';
+import { IsoDateTime, MultiLineText, SafeText } from '../shared.ts';
 import { MAX_RATE, RATE_DECIMALS, RateDecimal } from './events.ts';
 
 /**
@@ -48,7 +48,7 @@ export const SetExchangeRatePayload = z
     /** Filled by the caller from the configuration (CRM_BASE_CURRENCY), never by the client. */
     baseCurrency: IsoCurrency,
     /** Why (a correction's reason is what an auditor reads). */
-    reason: SafeText.trim().min(1).max(2000).optional(),
+    reason: MultiLineText.trim().min(1).max(2000).optional(),
   })
   .strict();
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
-import { Id, IsoDateTime, LongText, PersonRef, SafeText, DisplayText, withBusinessTime } from '../shared.ts';
+import { Id, IsoDateTime, LongMultiLineText, MultiLineText, PersonRef, DisplayText, withBusinessTime } from '../shared.ts';
 import { Csat, FeedbackChannel, FeedbackKind, FeedbackPriority, Nps } from './events.ts';
 
 export const SubmitFeedbackPayload = z
@@ -11,7 +11,7 @@ export const SubmitFeedbackPayload = z
     kind: FeedbackKind,
     channel: FeedbackChannel,
     subject: DisplayText,
-    body: LongText,
+    body: LongMultiLineText,
     /** Defaults to `normal`. */
     priority: FeedbackPriority.optional(),
     csat: Csat.nullable().optional(),
@@ -28,13 +28,17 @@ export const SubmitFeedbackPayload = z
 
 export const AssignFeedbackPayload = z.object({ feedbackId: Id, assigneeId: PersonRef }).strict();
 /** `responderId` defaults to the acting user. */
-export const RespondToFeedbackPayload = z.object({ feedbackId: Id, message: SafeText.trim().min(1).max(10_000), responderId: PersonRef.optional() }).strict();
+export const RespondToFeedbackPayload = z
+  .object({ feedbackId: Id, message: MultiLineText.trim().min(1).max(10_000), responderId: PersonRef.optional() })
+  .strict();
 /** `priority` defaults to the next level up; it must be higher than the current one. */
-export const EscalateFeedbackPayload = z.object({ feedbackId: Id, reason: SafeText.trim().min(1).max(2000), priority: FeedbackPriority.optional() }).strict();
-export const ResolveFeedbackPayload = z.object({ feedbackId: Id, resolution: SafeText.trim().min(1).max(10_000) }).strict();
-export const ReopenFeedbackPayload = z.object({ feedbackId: Id, reason: SafeText.max(2000).nullable().optional() }).strict();
+export const EscalateFeedbackPayload = z
+  .object({ feedbackId: Id, reason: MultiLineText.trim().min(1).max(2000), priority: FeedbackPriority.optional() })
+  .strict();
+export const ResolveFeedbackPayload = z.object({ feedbackId: Id, resolution: MultiLineText.trim().min(1).max(10_000) }).strict();
+export const ReopenFeedbackPayload = z.object({ feedbackId: Id, reason: MultiLineText.max(2000).nullable().optional() }).strict();
 export const CloseFeedbackPayload = z.object({ feedbackId: Id }).strict();
-export const RateFeedbackPayload = z.object({ feedbackId: Id, csat: Csat, comment: SafeText.max(2000).nullable().optional() }).strict();
+export const RateFeedbackPayload = z.object({ feedbackId: Id, csat: Csat, comment: MultiLineText.max(2000).nullable().optional() }).strict();
 
 /** Every command takes `occurredAt` (business time). */
 export const feedbackCommandSchemas = withBusinessTime({

@@ -4,7 +4,7 @@ import { commandSchemas } from '../../commands/schemas.ts';
 import { eventSchemas } from '../../domain/catalogue.ts';
 import { CustomerRegisteredV1 } from '../../domain/customer/events.ts';
 import { EventMetadata } from '../../domain/metadata.ts';
-import { isBusinessDate, isBusinessInstant, isStorableText, IsoDate, IsoDateTime, SafeText } from '../../domain/shared.ts';
+import { isBusinessDate, isBusinessInstant, isStorableText, IsoDate, IsoDateTime, ONE_LINE, SafeText, SEVERAL_LINES } from '../../domain/shared.ts';
 
 describe('a safe text', () => {
   it('is any Unicode PostgreSQL can store: no NUL, no unpaired surrogate', () => {
@@ -38,49 +38,39 @@ describe('a business time', () => {
 });
 
 /**
- * Walks a schema and lists every string leaf that is not built on the shared definitions: a text
- * without the storable check, a time without the business-years check. Formats whose grammar is
- * ASCII (uuid, email) are safe by construction.
+ * Walks a schema to each string leaf, at any depth, and hands it to `visit`; a type the walk does not
+ * know is listed in `out`, so that a new kind of schema is looked at rather than skipped.
  */
-type Def = { type: string; format?: string; checks?: { _zod: { def: { fn?: unknown } } }[]; [k: string]: unknown };
-const unsafeLeaves = (schema: z.core.$ZodType, path: string, out: string[]): string[] => {
+type Def = { type: string; format?: string; checks?: { _zod: { def: { fn?: unknown; format?: string } } }[]; [k: string]: unknown };
+type Visit = (def: Def, path: string, out: string[]) => void;
+const walk = (schema: z.core.$ZodType, path: string, visit: Visit, out: string[]): string[] => {
   const def = (schema as unknown as { _zod: { def: Def } })._zod.def;
-  const fns = (def.checks ?? []).map((c) => c._zod.def.fn);
   const inner = (key: string) => def[key] as z.core.$ZodType;
   switch (def.type) {
     case 'string':
-      if (def.format === 'uuid' || def.format === 'email') break;
-      if (def.format === 'datetime') {
-        if (!fns.includes(isBusinessInstant)) out.push(`${path} (an instant without the business-years rule)`);
-      } else if (def.format === 'date') {
-        if (!fns.includes(isBusinessDate)) out.push(`${path} (a date without the business-years rule)`);
-      } else if (def.format !== undefined) {
-        out.push(`${path} (format ${def.format}: decide whether it is storable)`);
-      } else if (!fns.includes(isStorableText)) {
-        out.push(`${path} (a text not built on SafeText)`);
-      }
+      visit(def, path, out);
       break;
     case 'object':
-      for (const [key, value] of Object.entries(def.shape as Record<string, z.core.$ZodType>)) unsafeLeaves(value, `${path}.${key}`, out);
+      for (const [key, value] of Object.entries(def.shape as Record<string, z.core.$ZodType>)) walk(value, `${path}.${key}`, visit, out);
       break;
     case 'array':
-      unsafeLeaves(inner('element'), `${path}[]`, out);
+      walk(inner('element'), `${path}[]`, visit, out);
       break;
     case 'optional':
     case 'nullable':
     case 'default':
     case 'readonly':
-      unsafeLeaves(inner('innerType'), path, out);
+      walk(inner('innerType'), path, visit, out);
       break;
     case 'pipe':
-      unsafeLeaves(inner('in'), path, out);
+      walk(inner('in'), path, visit, out);
       break;
     case 'union':
-      for (const option of def.options as z.core.$ZodType[]) unsafeLeaves(option, path, out);
+      for (const option of def.options as z.core.$ZodType[]) walk(option, path, visit, out);
       break;
     case 'record':
-      unsafeLeaves(inner('keyType'), `${path}{key}`, out);
-      unsafeLeaves(inner('valueType'), `${path}{}`, out);
+      walk(inner('keyType'), `${path}{key}`, visit, out);
+      walk(inner('valueType'), `${path}{}`, visit, out);
       break;
     case 'enum':
     case 'literal':
@@ -92,6 +82,47 @@ const unsafeLeaves = (schema: z.core.$ZodType, path: string, out: string[]): str
   }
   return out;
 };
+
+/**
+ * Every string leaf that is not built on the shared definitions: a text without the storable check, a
+ * time without the business-years check. Formats whose grammar is ASCII (uuid, email) are safe by construction.
+ */
+const unsafeLeaves = (schema: z.core.$ZodType, path: string, out: string[]): string[] =>
+  walk(
+    schema,
+    path,
+    (def, at, found) => {
+      const fns = (def.checks ?? []).map((c) => c._zod.def.fn);
+      if (def.format === 'uuid' || def.format === 'email') return;
+      if (def.format === 'datetime') {
+        if (!fns.includes(isBusinessInstant)) found.push(`${at} (an instant without the business-years rule)`);
+      } else if (def.format === 'date') {
+        if (!fns.includes(isBusinessDate)) found.push(`${at} (a date without the business-years rule)`);
+      } else if (def.format !== undefined) {
+        found.push(`${at} (format ${def.format}: decide whether it is storable)`);
+      } else if (!fns.includes(isStorableText)) {
+        found.push(`${at} (a text not built on SafeText)`);
+      }
+    },
+    out,
+  );
+
+/**
+ * Each free text leaf with the control-character rule it keeps: `one line`, `several lines` or `none`.
+ * Formats (uuid, email, times) and texts held to a pattern of their own (a currency, a rate, a tag
+ * being removed) take no control character by their grammar.
+ */
+const controlRules = (schema: z.core.$ZodType, path: string, out: string[]): string[] =>
+  walk(
+    schema,
+    path,
+    (def, at, found) => {
+      const checks = (def.checks ?? []) as unknown[];
+      if (def.format !== undefined || (def.checks ?? []).some((c) => c._zod.def.format === 'regex')) return;
+      found.push(`${at}: ${checks.includes(ONE_LINE) ? 'one line' : checks.includes(SEVERAL_LINES) ? 'several lines' : 'none'}`);
+    },
+    out,
+  );
 
 describe('every command and event schema', () => {
   it('builds each text on SafeText and each time on the business-time rule, at any depth', () => {
@@ -107,5 +138,22 @@ describe('every command and event schema', () => {
     unsafeLeaves(CustomerRegisteredV1, 'event CustomerRegistered v1', unsafe);
     unsafeLeaves(EventMetadata, 'metadata', unsafe);
     expect(unsafe).toEqual([]);
+  });
+});
+
+describe('control characters', () => {
+  it('every command text refuses them, on one line or on several; no event schema does, so events recorded before still read', () => {
+    const commands = Object.entries(commandSchemas).flatMap(([name, schema]) => controlRules(schema, name, []));
+    expect(commands.filter((leaf) => leaf.endsWith(': none'))).toEqual([]);
+    const severalLines = commands.filter((leaf) => leaf.endsWith(': several lines')).map((leaf) => leaf.slice(0, leaf.indexOf(':')));
+    // The free texts of several lines: notes, bodies, messages, reasons, comments, descriptions.
+    expect(severalLines.filter((path) => !/\.(body|message|reason|resolution|comment|description)$/.test(path))).toEqual([]);
+    expect(severalLines.length).toBeGreaterThanOrEqual(16);
+    const events = Object.entries(eventSchemas).flatMap(([name, schema]) => controlRules(schema, name, []));
+    expect(events.filter((leaf) => !leaf.endsWith(': none'))).toEqual([]);
+    const recorded = { customerId: '6f1c0a4e-8b7d-4c1e-9f00-000000000001', name: 'Ana\u0007Lima\u001b[31m', email: 'a@example.com' };
+    expect(
+      eventSchemas.CustomerRegistered.safeParse({ ...recorded, phone: null, company: 'x\u0085y', tags: [], source: 'a\nb', marketingConsent: false }).success,
+    ).toBe(true);
   });
 });
