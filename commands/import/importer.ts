@@ -7,6 +7,7 @@ import { MAX_STREAMS_PER_APPEND } from '../../eventstore/contract.ts';
 import { streamsOf, type BatchCommands, type BatchOutcome, type PreparedItem } from '../batch.ts';
 import { ioTurns } from '../../shared/io-turns.ts';
 import { LruMap } from '../../shared/lru.ts';
+import { terminalText } from '../../shared/terminal-text.ts';
 import { unkeyedCustomerId } from '../ids.ts';
 import type { ImportRecord } from './parse.ts';
 import { checkDefaultOwner } from './default-owner.ts';
@@ -118,13 +119,18 @@ export interface RefusedAt {
   defaultOwner?: string;
 }
 
+/**
+ * A cell's value as a reason quotes it. JSON escapes C0 controls only: DEL, C1 controls (U+009B opens
+ * a terminal's control sequence as ESC [ does) and direction controls are escaped too, as the report
+ * reaches a terminal or a spreadsheet.
+ */
 const shown = (value: unknown): string => {
   // A number as itself: JSON has no Infinity or NaN, and NDJSON's 1e400 read as "null".
   const text = typeof value === 'string' ? value : typeof value === 'number' ? String(value) : JSON.stringify(value);
-  if (text.length <= 60) return JSON.stringify(text);
+  if (text.length <= 60) return terminalText(JSON.stringify(text));
   // Cut between two characters, not inside a pair of UTF-16 units (an emoji read as "\ud83d...").
   const end = /[\ud800-\udbff]/.test(text[59]!) ? 59 : 60;
-  return JSON.stringify(`${text.slice(0, end)}...`);
+  return terminalText(JSON.stringify(`${text.slice(0, end)}...`));
 };
 
 /**

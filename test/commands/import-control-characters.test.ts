@@ -60,13 +60,9 @@ describe('an import', () => {
       { line: 3, reason: 'name: "Ana\\u0007Lima" is refused: contains the control character U+0007 at position 4' },
       { line: 4, reason: 'company: "Evil\\u001b]0;pwned\\u0007 Ltd" is refused: contains the control character U+001B at position 5' },
       { line: 5, reason: 'name: "Ana\\nLima" is refused: contains the control character U+000A at position 4 (a line break: this field takes one line)' },
-      {
-        line: 7,
-        reason: expect.stringMatching(
-          /^company: .* is refused: contains the control character U\+0085 at position 2 \(a line break: this field takes one line\)$/,
-        ) as string,
-      },
-      { line: 8, reason: expect.stringMatching(/^tags: .* is refused: contains the control character U\+009B at position 5$/) as string },
+      // The report quotes a refused value with its C1 controls escaped, as JSON escapes C0 ones.
+      { line: 7, reason: 'company: "x\\u0085y" is refused: contains the control character U+0085 at position 2 (a line break: this field takes one line)' },
+      { line: 8, reason: 'tags: "vip;gold\\u009b" is refused: contains the control character U+009B at position 5' },
     ]);
     for (const refused of [bell, escape, lineBreak, nextLine, inTag]) expect(await store.readStream(`customer-${importedCustomerId(refused)}`)).toEqual([]);
     expect(await store.readStream(`customer-${importedCustomerId(fine)}`)).toHaveLength(1);
