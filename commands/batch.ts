@@ -106,6 +106,8 @@ export interface BatchCommands {
   customersByEmail(emails: readonly string[]): Promise<Map<string, string>>;
   /** Which of these customers have a stream (registered once, forgotten or merged since included). */
   customersStored(customerIds: readonly string[]): Promise<Set<string>>;
+  /** Whether each command's first event is stored (under its key, in its stream): one read for all. */
+  storedAlready(items: readonly PreparedItem[]): Promise<boolean[]>;
   /** A user as the user's stream holds it (an import checks its default owner with it before its first row). */
   user(userId: string): Promise<UserSnapshot>;
 }
@@ -815,5 +817,12 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     const found = await store.readStreams(customerIds.map((id) => streamOf('customer', id)));
     return new Set(customerIds.filter((id) => (found.get(streamOf('customer', id))?.length ?? 0) > 0));
   };
-  return { prepare, submitBatch, executeBatch, importedCustomerId, customersByEmail, customersStored, user };
+  const storedAlready = async (items: readonly PreparedItem[]): Promise<boolean[]> => {
+    const streams = [...new Set(items.flatMap((item) => ('prepared' in item ? [item.prepared.stream] : [])))];
+    if (streams.length === 0) return items.map(() => false);
+    // Read past the cache: what is stored, not what this handler decided and may not have stored yet.
+    const found = await store.readStreams(streams);
+    return items.map((item) => 'prepared' in item && (found.get(item.prepared.stream) ?? []).some((e) => e.id === item.firstEventId));
+  };
+  return { prepare, submitBatch, executeBatch, importedCustomerId, customersByEmail, customersStored, storedAlready, user };
 }

@@ -16,6 +16,7 @@ import {
   customerEmailOf,
   DATING_COLUMNS,
   detectKind,
+  FORMER_KEYS,
   importKinds,
   RowRejected,
   knownColumns,
@@ -23,6 +24,7 @@ import {
   takesDefaultOwner,
   type ImportKind,
   type Row,
+  type RowCommand,
   type RowOptions,
 } from './rows.ts';
 import type { CommandType } from '../schemas.ts';
@@ -227,6 +229,14 @@ interface PendingRow {
    * address (BatchCommands.importedCustomerId) until the batch looks the address up (flush).
    */
   byEmail?: { row: Row; email: string };
+  /** The row's commands keyed as importers before keyed it, where that differs (keyedAsBefore). */
+  asBefore?: Commands[];
+}
+
+/** A row's commands, prepared, and their types. */
+interface Commands {
+  items: PreparedItem[];
+  types: CommandType[];
 }
 
 export async function runImport(batch: BatchCommands, records: AsyncIterable<ImportRecord>, options: ImportOptions): Promise<ImportOutcome> {
@@ -287,9 +297,26 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     await options.onRejected(row);
   };
 
-  /** A row's commands, prepared; throws why the row is refused. */
-  const itemsOf = (kind: ImportKind, line: number, row: Row): { items: PreparedItem[]; types: CommandType[] } => {
+  /** A row's commands, prepared (and as importers before keyed them: asBefore); throws why the row is refused. */
+  const itemsOf = (kind: ImportKind, line: number, row: Row): Commands & { asBefore?: Commands[] } => {
     const commands = rowCommands[kind](tracked(row), rowOptions);
+    const keys = new Set([commands[0]?.key]);
+    const asBefore = (FORMER_KEYS[kind] ?? []).flatMap((formerKeys) => {
+      try {
+        const former = rowCommands[kind](tracked(row), { ...rowOptions, formerKeys });
+        if (keys.has(former[0]?.key)) return [];
+        keys.add(former[0]?.key);
+        return [prepared(kind, line, row, former)];
+      } catch {
+        // Refused so: no importer stored it so.
+        return [];
+      }
+    });
+    return { ...prepared(kind, line, row, commands), ...(asBefore.length > 0 ? { asBefore } : {}) };
+  };
+
+  /** The commands of a row, prepared; throws why the row is refused. */
+  const prepared = (kind: ImportKind, line: number, row: Row, commands: RowCommand[]): Commands => {
     const forbidden = options.forbidden && commands.map((c) => options.forbidden!(c.command.type)).find((why) => why !== undefined);
     if (forbidden) throw new RowRejected(forbidden);
     const items = commands.map((c) =>
@@ -367,6 +394,23 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     return found;
   };
 
+  /**
+   * Rows that importers before keyed otherwise (a time in the key spelt as the file wrote it:
+   * rows.ts FORMER_KEYS) and stored so keep that key: the file imported again, or re-saved by a
+   * spreadsheet, appends nothing. One read a batch, of the streams those keys address.
+   */
+  const keyedAsBefore = async (rows: PendingRow[]): Promise<PendingRow[]> => {
+    const asked = rows.flatMap((r) => (r.asBefore ?? []).map((former) => former.items[0]!));
+    const stored = asked.length > 0 ? await batch.storedAlready(asked) : [];
+    let at = 0;
+    return rows.map(({ asBefore, ...row }) => {
+      if (!asBefore) return row;
+      const found = asBefore.find((_, i) => stored[at + i]);
+      at += asBefore.length;
+      return found ? { ...row, ...found } : row;
+    });
+  };
+
   /** Reports a stored batch's refusals (in line order, after those of the batches before). */
   const report = async (rows: PendingRow[], outcomes: BatchOutcome[], waiting: RejectedRow[]): Promise<void> => {
     const refusals: RejectedRow[] = [...waiting];
@@ -413,7 +457,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     await ready();
     const waiting = early;
     // Looked up and decided while the next rows are read: the next batch is submitted after this one.
-    const found = counts.kind ? findCustomers(counts.kind, pending, waiting) : Promise.resolve(pending);
+    const found = (counts.kind ? findCustomers(counts.kind, pending, waiting) : Promise.resolve(pending)).then(keyedAsBefore);
     pending = [];
     pendingItems = 0;
     pendingStreams = new Set();
@@ -474,8 +518,9 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
       datedAlike(record.row);
       let items: PreparedItem[];
       let types: CommandType[];
+      let asBefore: Commands[] | undefined;
       try {
-        ({ items, types } = itemsOf(counts.kind, record.line, record.row));
+        ({ items, types, asBefore } = itemsOf(counts.kind, record.line, record.row));
       } catch (error) {
         const reason = rowReason(error);
         if (reason === undefined) throw error;
@@ -495,7 +540,14 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
         }
         await flush();
       }
-      pending.push({ line: record.line, items, types, row: record.row, ...(email ? { byEmail: { row: record.row, email } } : {}) });
+      pending.push({
+        line: record.line,
+        items,
+        types,
+        row: record.row,
+        ...(email ? { byEmail: { row: record.row, email } } : {}),
+        ...(asBefore ? { asBefore } : {}),
+      });
       pendingItems += items.length;
       for (const stream of streams) pendingStreams.add(stream);
     }

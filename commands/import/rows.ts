@@ -1,6 +1,6 @@
 import { hash as digest } from 'node:crypto';
 import { IsoDateTimeText, normaliseEmail } from '../../domain/shared.ts';
-import { earlierOf, isWellBefore } from '../../domain/time.ts';
+import { earlierOf, inUtc, isWellBefore } from '../../domain/time.ts';
 import { createdIdFor } from '../ids.ts';
 import { commandSchemas, type CommandType } from '../schemas.ts';
 
@@ -52,7 +52,43 @@ export interface RowOptions {
   customerIdFor?: (email: string) => string;
   /** The currency of a row that names none: the installation's base currency (CRM_BASE_CURRENCY); EUR without. */
   currency?: string;
+  /**
+   * Build the row's key with its times spelt as an importer before did (FormerKeys); without, a time
+   * in a key is its instant in UTC, however the file writes it.
+   */
+  formerKeys?: FormerKeys;
 }
+
+/**
+ * How importers before spelt the times in a row's natural key: `written`, a deal's opening as the
+ * file wrote it and other times as read (ISO text as given, `+01:00` and all); `dated`, a deal's
+ * opening at midnight UTC as its day (`2024-06-01`, as most deals files write it).
+ */
+export type FormerKeys = 'written' | 'dated';
+
+/**
+ * The former key spellings of each kind whose key holds a time: a row whose key under one of them is
+ * stored is that row, imported before (commands/import/importer.ts keyedAsBefore).
+ */
+export const FORMER_KEYS: Partial<Record<ImportKind, readonly FormerKeys[]>> = {
+  deals: ['written', 'dated'],
+  refunds: ['written'],
+  costs: ['written'],
+  feedback: ['written'],
+  activities: ['written'],
+};
+
+/**
+ * A time as a row's natural key holds it: the instant in UTC, so that a row is known by what it
+ * means, not by how its file spells it (a spreadsheet re-saves `2024-06-01` as `01.06.2024`, an
+ * export writes `+01:00` as `Z`). `written` is the spelling importers before keyed it by.
+ */
+const keyTime = (options: RowOptions, time: string | undefined, written: string | undefined = time): string => {
+  const utc = time === undefined ? undefined : inUtc(time);
+  if (options.formerKeys === undefined) return utc ?? '';
+  if (options.formerKeys === 'dated' && utc?.endsWith('T00:00:00.000Z')) return utc.slice(0, 10);
+  return written ?? '';
+};
 
 /** A row that cannot become a command; the message names the column or field. */
 export class RowRejected extends Error {}
@@ -145,6 +181,21 @@ const text = (row: Row, ...names: string[]): string | undefined => {
   // An NDJSON object or array where text is expected: the API refuses one, and its JSON came in as a name.
   if (typeof value === 'object') throw refused(`a JSON ${Array.isArray(value) ? 'array' : 'object'} where text is expected`);
   return JSON.stringify(value);
+};
+
+/** An id a spreadsheet turned into a number in scientific notation (`1,23457E+11`): its digits are lost. */
+const SCIENTIFIC = /^\d+([.,]\d+)?e[+-]?\d+$/i;
+
+/**
+ * An id column: its text, refused when a spreadsheet rewrote it as a number in scientific notation.
+ * Order `123456789012` saved as `1,23457E+11` came in as a new order. Leading zeros a spreadsheet
+ * dropped cannot be told (`00042` and `42` are two ids): the README says to format id columns as text.
+ */
+const idText = (row: Row, ...names: string[]): string | undefined => {
+  const value = text(row, ...names);
+  if (value === undefined || !SCIENTIFIC.test(value)) return value;
+  const column = names.find((name) => cell(row, name) !== undefined)!;
+  throw new RowRejected(`${column}: the spreadsheet turned this id into a number (${value}): format the column as text before saving`);
 };
 
 /**
@@ -297,7 +348,7 @@ const list = (row: Row, name: string): unknown[] | undefined => {
  * holding the address into the row).
  */
 const customerOf = (row: Row, options: RowOptions): string => {
-  const id = text(row, 'customer_id');
+  const id = idText(row, 'customer_id');
   if (id) return id;
   const email = text(row, 'customer_email', 'email');
   if (email) return customerIdOf(email, options);
@@ -345,6 +396,14 @@ export const takesDefaultOwner = (kind: ImportKind, row: Row, options: RowOption
 const ownerOf = (row: Row, options: RowOptions): string | undefined => text(row, 'owner_id', 'owner') ?? options.defaultOwner;
 
 const keyOf = (kind: ImportKind, ...parts: string[]) => `import:${kind}:${hash(parts.join(':')).slice(0, 40)}`;
+
+/**
+ * A record's id from its file, unless it is the id the import derives from the row's own key: the
+ * CRM's export of records imported without ids writes that id, and the row is then the one imported
+ * before, keyed as it was (read by its id, it was another command, refused as `Deal ... already exists`).
+ */
+const ownId = (id: string | undefined, creates: ImportedCommandType, key: string): string | undefined =>
+  id !== undefined && id === createdIdFor(creates, key) ? undefined : id;
 
 const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const email = text(row, 'email');
@@ -409,7 +468,7 @@ const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
 
 const purchases = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const customerId = customerOf(row, options);
-  const orderId = text(row, 'order_id');
+  const orderId = idText(row, 'order_id');
   const fields = { customerId, orderId, amount: numberOf(row, 'amount'), currency: currencyOf(row, options) };
   const occurredAt = timeOf(row, 'occurred_at', 'date', 'purchased_at');
   refuseUndated(row, occurredAt, 'occurred_at', 'date', 'purchased_at');
@@ -418,8 +477,8 @@ const purchases = (row: Row, options: RowOptions = {}): RowCommand[] => {
 
 const refunds = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const customerId = customerOf(row, options);
-  const orderId = text(row, 'order_id');
-  const refundId = text(row, 'refund_id');
+  const orderId = idText(row, 'order_id');
+  const refundId = idText(row, 'refund_id');
   const time = timeOf(row, 'occurred_at', 'date', 'refunded_at');
   refuseUndated(row, time, 'occurred_at', 'date', 'refunded_at');
   const fields = {
@@ -430,7 +489,9 @@ const refunds = (row: Row, options: RowOptions = {}): RowCommand[] => {
     currency: currencyOf(row, options),
     reason: text(row, 'reason', 'refund_reason') ?? null,
   };
-  return [withTime('RefundPurchase', fields, time, keyOf('refunds', `${customerId}:${orderId}:${refundId ?? `${String(fields.amount)}@${time ?? ''}`}`))];
+  return [
+    withTime('RefundPurchase', fields, time, keyOf('refunds', `${customerId}:${orderId}:${refundId ?? `${String(fields.amount)}@${keyTime(options, time)}`}`)),
+  ];
 };
 
 /** A deal's outcome: `status`, or an exported deal's `stage` (won and lost are stages in the deals read model). */
@@ -454,15 +515,20 @@ const dealOwnerOf = (row: Row, options: RowOptions): string => {
   );
 };
 
+/** The stage a deal opened without one is in (domain/deal/decider.ts). */
+const FIRST_STAGE = 'lead';
+
 const deals = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const customerId = customerOf(row, options);
-  const dealId = text(row, 'deal_id', 'id');
-  const natural = dealId ?? `${customerId}:${text(row, 'title') ?? ''}:${text(row, 'opened_at') ?? ''}`;
+  const derived = `${customerId}:${text(row, 'title') ?? ''}:${keyTime(options, timeOf(row, 'opened_at'), text(row, 'opened_at'))}`;
+  const dealId = ownId(idText(row, 'deal_id', 'id'), 'OpenDeal', keyOf('deals', derived));
+  const natural = dealId ?? derived;
   // An exported deal has both: its probability (the stage's, or the override) and the override alone.
   const probability = numberOf(row, 'probability_override' in row ? 'probability_override' : 'probability');
   const status = dealStatus(row);
   // Stages are lower-case words: `Qualified` as a spreadsheet capitalises it is `qualified` (as the status is read).
-  const stage = word(row, 'stage');
+  const named = word(row, 'stage');
+  const stage = named !== status ? named : undefined;
   const openedAt = timeOf(row, 'opened_at', 'created_at');
   const fields = {
     ...(dealId ? { dealId } : {}),
@@ -472,7 +538,8 @@ const deals = (row: Row, options: RowOptions = {}): RowCommand[] => {
     currency: currencyOf(row, options),
     ownerId: dealOwnerOf(row, options),
     expectedCloseDate: dateOf(row, 'expected_close_date'),
-    ...(stage && stage.toLowerCase() !== status ? { stage } : {}),
+    // The first stage is the one a deal opened without a stage has, which its export writes: the same deal.
+    ...(stage && stage !== FIRST_STAGE ? { stage } : {}),
     ...(probability !== undefined ? { probabilityOverride: probability } : {}),
   };
   const isOpen = status === undefined || status === 'open';
@@ -490,7 +557,10 @@ const deals = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const open = withTime('OpenDeal', enteredLater ? { ...fields, stageEnteredAt } : fields, openingAt, keyOf('deals', natural));
   // Rows imported before the stage's time was read, or before the opening defaulted to the closing:
   // the same deal (their file, or its export, again).
-  if (enteredLater || openingAt !== openedAt) open.formerly = [withTime('OpenDeal', fields, openedAt, open.key).command];
+  const former = enteredLater || openingAt !== openedAt ? [withTime('OpenDeal', fields, openedAt, open.key).command] : [];
+  // Importers before kept a first stage the file named.
+  const staged = stage === FIRST_STAGE ? [open.command, ...former].map((command) => ({ ...command, stage })) : [];
+  if (former.length + staged.length > 0) open.formerly = [...former, ...staged];
   if (isOpen) return [open];
   // The outcome addresses the deal the first command creates (its id derives from that key when the file gives none).
   const target = { dealId: dealId ?? createdIdFor('OpenDeal', open.key) };
@@ -529,8 +599,9 @@ const CAMPAIGN_ENDINGS: Partial<Record<string, [string, ...string[]]>> = {
 };
 
 const campaigns = (row: Row, options: RowOptions = {}): RowCommand[] => {
-  const campaignId = text(row, 'campaign_id', 'id');
-  const natural = campaignId ?? text(row, 'name') ?? '';
+  const derived = text(row, 'name') ?? '';
+  const campaignId = ownId(idText(row, 'campaign_id', 'id'), 'CreateCampaign', keyOf('campaigns', derived));
+  const natural = campaignId ?? derived;
   const startsAt = timeOf(row, 'starts_at');
   const endsAt = timeOf(row, 'ends_at') ?? null;
   const targetSegment = objectOf(row, 'target_segment');
@@ -593,7 +664,7 @@ const campaigns = (row: Row, options: RowOptions = {}): RowCommand[] => {
 
 const responses = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const customerId = customerOf(row, options);
-  const campaignId = text(row, 'campaign_id');
+  const campaignId = idText(row, 'campaign_id');
   const kind = word(row, 'response', 'kind');
   const revenue = numberOf(row, 'revenue');
   const fields = {
@@ -617,15 +688,15 @@ const responses = (row: Row, options: RowOptions = {}): RowCommand[] => {
  * the file says `allow_over_budget` false (costs entered now, which the budget is to hold back).
  */
 const costs = (row: Row, options: RowOptions = {}): RowCommand[] => {
-  const campaignId = text(row, 'campaign_id');
-  const costId = text(row, 'cost_id');
+  const campaignId = idText(row, 'campaign_id');
+  const costId = idText(row, 'cost_id');
   const amount = numberOf(row, 'amount');
   const occurredAt = timeOf(row, 'occurred_at', 'date');
   refuseUndated(row, occurredAt, 'occurred_at', 'date');
   const description = text(row, 'description') ?? null;
   // Without a cost id (an invoice number) a cost is known by what it says: one campaign's rows equal in
   // amount, time and description are one cost.
-  const natural = costId ?? [String(amount), occurredAt ?? '', description ?? ''].join(':');
+  const natural = costId ?? [String(amount), keyTime(options, occurredAt), description ?? ''].join(':');
   const fields = {
     campaignId,
     ...(costId ? { costId } : {}),
@@ -661,8 +732,9 @@ const notBefore = ([laterName, laterTime]: [string, string | undefined], [earlie
  */
 const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const customerId = customerOf(row, options);
-  const feedbackId = text(row, 'feedback_id', 'id');
   const submittedAt = timeOf(row, 'submitted_at', 'occurred_at', 'date');
+  const derived = `${customerId}:${keyTime(options, submittedAt)}:${text(row, 'subject') ?? ''}`;
+  const feedbackId = ownId(idText(row, 'feedback_id', 'id'), 'SubmitFeedback', keyOf('feedback', derived));
   const assigneeId = text(row, 'assignee_id', 'assignee');
   const respondedAt = timeOf(row, 'first_responded_at', 'responded_at');
   const resolvedAt = timeOf(row, 'resolved_at');
@@ -685,7 +757,7 @@ const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
     ...(csat !== undefined && ratedAt === undefined ? { csat } : {}),
     ...(nps !== undefined ? { nps } : {}),
   };
-  const natural = feedbackId ?? `${customerId}:${submittedAt ?? ''}:${String(fields.subject ?? '')}`;
+  const natural = feedbackId ?? derived;
   const deadlines = { ...(firstResponseDueAt ? { firstResponseDueAt } : {}), ...(resolutionDueAt ? { resolutionDueAt } : {}) };
   // An item whose file gives no submission was submitted at its first step: at the import's own
   // time, its response, resolution, closing or rating would come before it (which the item refuses).
@@ -769,8 +841,7 @@ const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
  * `completed_at` is also completed then.
  */
 const activities = (row: Row, options: RowOptions = {}): RowCommand[] => {
-  const activityId = text(row, 'activity_id', 'id');
-  const dealId = text(row, 'deal_id');
+  const dealId = idText(row, 'deal_id');
   const parent = dealId ? { dealId } : { customerId: customerOf(row, options) };
   const occurredAt = timeOf(row, 'occurred_at', 'date');
   const completedAt = timeOf(row, 'completed_at');
@@ -779,7 +850,9 @@ const activities = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const dueAt = timeOf(row, 'due_at');
   const assigneeId = text(row, 'assignee_id', 'assignee');
   const kind = word(row, 'kind');
-  const natural = activityId ?? `${dealId ?? parent.customerId}:${kind ?? ''}:${subject ?? ''}:${occurredAt ?? ''}`;
+  const derived = `${dealId ?? parent.customerId}:${kind ?? ''}:${subject ?? ''}:${keyTime(options, occurredAt)}`;
+  const activityId = ownId(idText(row, 'activity_id', 'id'), 'LogActivity', keyOf('activities', derived));
+  const natural = activityId ?? derived;
   const fields = {
     ...(activityId ? { activityId } : {}),
     ...parent,

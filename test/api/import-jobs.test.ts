@@ -88,6 +88,7 @@ const held = (n = 1) => {
     importedCustomerId: (email) => crm.batch.importedCustomerId(email),
     customersByEmail: (emails) => crm.batch.customersByEmail(emails),
     customersStored: (ids) => crm.batch.customersStored(ids),
+    storedAlready: (items) => crm.batch.storedAlready(items),
     user: (userId) => crm.batch.user(userId),
     executeBatch: (items) => crm.batch.executeBatch(items),
     submitBatch: async (items) => {
@@ -346,6 +347,7 @@ describe('import jobs', () => {
       importedCustomerId: (email) => crm.batch.importedCustomerId(email),
       customersByEmail: (emails) => crm.batch.customersByEmail(emails),
       customersStored: (ids) => crm.batch.customersStored(ids),
+      storedAlready: (items) => crm.batch.storedAlready(items),
       user: (userId) => crm.batch.user(userId),
       executeBatch: () => Promise.reject(new Error('unused')),
       // A fault that is not an Error object is reported as its text.

@@ -8,7 +8,8 @@ import { TEST_DATABASE_URL, testSchemas, type TestSchemas } from '../support/pos
 import { CRM_BIN, cleanEnv, runCrm, schemaEnv } from './support.ts';
 import { loadConfig } from '../../cli/config.ts';
 import { importFile } from '../../cli/import.ts';
-import type { ImportKind } from '../../commands/import/rows.ts';
+import { rowCommands, type ImportKind } from '../../commands/import/rows.ts';
+import { createdIdFor } from '../../commands/ids.ts';
 import { openCrm } from '../../runtime/crm.ts';
 
 /** `crm export` against the real PostgreSQL: what leaves imports again, and the ways its output can fail. */
@@ -347,6 +348,127 @@ describe('crm export', () => {
     // About 40 crm processes: 110 s alone here, 222 s at a load average of 18, and past 240 s once in CI
     // beside the other files (the machine's two cores shared): bounded for a loaded machine, not a quiet one.
   }, 480_000);
+
+  it('writes records imported from files without ids so that they import back into their store appending nothing and refusing nothing, for every kind', async () => {
+    const from = testSchemas('cli_export_idless');
+    try {
+      const write = (name: string, lines: string[]) => {
+        writeFileSync(join(folder, name), lines.join('\n'));
+        return join(folder, name);
+      };
+      // The campaign's id is the one its import derives from its name, as a responses file takes it from the campaigns export.
+      const [created] = rowCommands.campaigns({ name: 'Spring', channel: 'email', budget: '500' });
+      const spring = createdIdFor('CreateCampaign', created!.key);
+      const files: [ImportKind, string][] = [
+        [
+          'customers',
+          write('i-customers.csv', ['name,email,registered_at', 'Ada,ada@idless.example,1997-05-06T10:00:00+02:00', 'Ida,ida@idless.example,1997-06-07']),
+        ],
+        [
+          'deals',
+          write('i-deals.csv', [
+            'customer_email,title,amount,owner_id,expected_close_date,status,opened_at,closed_at,won_reason',
+            'ada@idless.example,Wartungsvertrag,2400,sam,2024-12-31,,2024-06-01,,',
+            'ada@idless.example,Fleet,900,sam,2024-12-31,won,2024-06-02T09:00:00+02:00,2024-07-01,Best offer',
+            'ida@idless.example,Vans,300,sue,2024-12-31,lost,2024-06-03 10:00,2024-07-02,',
+          ]),
+        ],
+        [
+          'feedback',
+          write('i-feedback.csv', [
+            'customer_email,kind,subject,body,submitted_at,resolved_at',
+            'ada@idless.example,complaint,Late,Where is it,2024-03-15T01:00:00+01:00,2024-03-16',
+            'ida@idless.example,question,Sizes,Do you have XL,15.03.2024,',
+          ]),
+        ],
+        [
+          'activities',
+          write('i-activities.csv', [
+            'customer_email,kind,subject,occurred_at,completed_at',
+            'ada@idless.example,call,Renewal,2024-03-15T11:00:00+01:00,',
+            'ida@idless.example,task,Send quote,2024-03-16,2024-03-17T12:00:00Z',
+          ]),
+        ],
+        ['purchases', write('i-purchases.csv', ['order_id,customer_email,amount,currency,occurred_at', 'I-1,ada@idless.example,19.90,EUR,2024-01-10 10:00'])],
+        [
+          'refunds',
+          write('i-refunds.csv', ['order_id,customer_email,amount,currency,reason,occurred_at', 'I-1,ada@idless.example,4.90,EUR,Damaged,2024-01-20']),
+        ],
+        [
+          'campaigns',
+          write('i-campaigns.csv', [
+            'name,channel,budget,status,created_at,starts_at,ends_at,launched_at,completed_at',
+            'Spring,email,500,completed,2024-02-01,2024-03-01,2024-04-01,2024-03-02,2024-04-02',
+            'Winter,social,100,draft,2024-08-01,,,,',
+          ]),
+        ],
+        ['responses', write('i-responses.csv', ['campaign_id,customer_email,response,occurred_at', `${spring},ada@idless.example,opened,2024-03-03`])],
+        [
+          'costs',
+          write('i-costs.csv', [
+            'campaign_id,amount,description,occurred_at',
+            `${spring},40,Banner,2024-03-05T01:00:00+01:00`,
+            `${spring},300,Print,2024-03-06`,
+          ]),
+        ],
+      ];
+      const crmOf = async () =>
+        openCrm(
+          loadConfig(
+            {
+              DATABASE_URL: from.url,
+              CRM_EVENTS_SCHEMA: from.events,
+              CRM_READ_SCHEMA: from.read,
+              CRM_REPORTING_SCHEMA: from.reporting,
+              CRM_PROJECTIONS: 'off',
+              LOG_LEVEL: 'warn',
+            },
+            folder,
+          ),
+        );
+      const first = await crmOf();
+      try {
+        for (const [kind, file] of files) {
+          const report = join(folder, `i-${kind}-report.csv`);
+          const outcome = await importFile(first.batch, { file, kind, reportPath: report });
+          expect({ ...outcome }, readFileSync(report, 'utf8')).toMatchObject({ kind, rejected: 0 });
+        }
+      } finally {
+        await first.close();
+      }
+      expect((await crm(['rebuild'], from)).code).toBe(0);
+      const exported = await Promise.all(
+        files.map(async ([kind]) => {
+          const out = join(folder, `i-${kind}.csv`);
+          const result = await crm(['export', kind, '--output', out], from);
+          expect(result.code, result.stderr).toBe(0);
+          return [kind, out] as const;
+        }),
+      );
+      // Imported back: every row is the one it came from (before, an exported deal, feedback item,
+      // activity or campaign was refused as `... already exists`: its id read as another row's).
+      const same = await crmOf();
+      try {
+        for (const [kind, file] of exported) {
+          const rows = readFileSync(file, 'utf8').trim().split('\n').length - 1;
+          const report = join(folder, `i-${kind}-same-report.csv`);
+          const outcome = await importFile(same.batch, { file, kind, reportPath: report });
+          expect({ ...outcome, file: kind }, readFileSync(report, 'utf8')).toMatchObject({
+            file: kind,
+            kind,
+            rows,
+            imported: rows,
+            alreadyPresent: rows,
+            rejected: 0,
+          });
+        }
+      } finally {
+        await same.close();
+      }
+    } finally {
+      await from.dropSchemas();
+    }
+  }, 240_000);
 
   it('writes the exchange rates in force as a rates file: imported elsewhere they give the same rates, imported again nothing', async () => {
     const from = testSchemas('cli_export_rates_from');

@@ -27,6 +27,7 @@ describe('import batches', () => {
       importedCustomerId: real.importedCustomerId,
       customersByEmail: real.customersByEmail,
       customersStored: real.customersStored,
+      storedAlready: real.storedAlready,
       user: real.user,
       submitBatch: (items) => Promise.resolve({ outcomes: outcomesOf(items) }),
       executeBatch: outcomesOf,

@@ -467,6 +467,27 @@ describe('customer rows', () => {
 });
 
 describe('purchase and refund rows', () => {
+  it('refuses an id a spreadsheet turned into a number in scientific notation, in every id column a file gives, and takes digits as they are', () => {
+    const reason = (column: string, value: string) =>
+      `${column}: the spreadsheet turned this id into a number (${value}): format the column as text before saving`;
+    for (const value of ['1,23457E+11', '1.23457E+11', '1E+11', '12e-3']) {
+      expect(rejection('purchases', { customer_id: CUSTOMER, order_id: value, amount: '5' })).toBe(reason('order_id', value));
+      expect(rejection('refunds', { customer_id: CUSTOMER, order_id: 'A-1', refund_id: value, amount: '5' })).toBe(reason('refund_id', value));
+      expect(rejection('refunds', { customer_id: CUSTOMER, order_id: value, amount: '5' })).toBe(reason('order_id', value));
+      expect(rejection('deals', { customer_id: CUSTOMER, deal_id: value, title: 'T', amount: '1', owner_id: OWNER })).toBe(reason('deal_id', value));
+      expect(rejection('feedback', { customer_id: CUSTOMER, feedback_id: value, subject: 'S', body: 'B' })).toBe(reason('feedback_id', value));
+      expect(rejection('activities', { customer_id: CUSTOMER, activity_id: value, kind: 'note', subject: 'S' })).toBe(reason('activity_id', value));
+      expect(rejection('activities', { deal_id: value, kind: 'note', subject: 'S' })).toBe(reason('deal_id', value));
+      expect(rejection('campaigns', { campaign_id: value, name: 'N', channel: 'email', budget: '1' })).toBe(reason('campaign_id', value));
+      expect(rejection('costs', { campaign_id: CUSTOMER, cost_id: value, amount: '1' })).toBe(reason('cost_id', value));
+      expect(rejection('responses', { campaign_id: value, customer_id: CUSTOMER, response: 'sent' })).toBe(reason('campaign_id', value));
+      expect(rejection('purchases', { customer_id: value, order_id: 'A-1', amount: '5' })).toBe(reason('customer_id', value));
+    }
+    // Digits, and text that only looks like a number, are ids as written (00042 is not 42).
+    for (const orderId of ['123456789012', '00042', 'INV-1E+11', '1E+11-B'])
+      expect(one('purchases', { customer_id: CUSTOMER, order_id: orderId, amount: '5' }).command).toMatchObject({ orderId });
+  });
+
   it("reads a row without a currency in the run's currency (the base currency), and knows what an earlier importer stored for it as EUR", () => {
     const row = { customer_id: CUSTOMER, order_id: 'A-1', amount: '3' };
     const [purchase] = rowCommands.purchases(row, { currency: 'USD' });
@@ -700,7 +721,11 @@ describe('deal rows', () => {
     expect(rowCommands.deals({ ...base, opened_at: '', status: 'lost', closed_at: '1997-06-01' })[0]!.command).toMatchObject({
       occurredAt: '1997-06-01T00:00:00.000Z',
     });
-    expect(rowCommands.deals({ ...base, opened_at: '1997-05-01' })[0]!.key).toBe(keyFor('deals', `${CUSTOMER}:Engines:1997-05-01`));
+    // Keyed by the instant, however written; importers before keyed it by the text (formerKeys).
+    for (const opened_at of ['1997-05-01', '01.05.1997', '1997-05-01T02:00:00+02:00'])
+      expect(rowCommands.deals({ ...base, opened_at })[0]!.key).toBe(keyFor('deals', `${CUSTOMER}:Engines:1997-05-01T00:00:00.000Z`));
+    expect(rowCommands.deals({ ...base, opened_at: '01.05.1997' }, { formerKeys: 'written' })[0]!.key).toBe(keyFor('deals', `${CUSTOMER}:Engines:01.05.1997`));
+    expect(rowCommands.deals({ ...base, opened_at: '01.05.1997' }, { formerKeys: 'dated' })[0]!.key).toBe(keyFor('deals', `${CUSTOMER}:Engines:1997-05-01`));
     expect(rowCommands.deals({ customer_id: CUSTOMER, owner_id: OWNER })[0]!.key).toBe(keyFor('deals', `${CUSTOMER}::`));
   });
 
@@ -822,6 +847,36 @@ describe('deal rows', () => {
       'title',
     ]);
     expect(rejection('deals', { ...base, amount: 'lots' })).toMatch(/^amount: "lots" is not a number/);
+  });
+});
+
+describe('rows of an export of records imported without ids', () => {
+  it('reads an id the import derived from the row as no id of the file: the row keeps the key it was imported by', () => {
+    const rows: [ImportKind, Row, CommandType][] = [
+      ['deals', { customer_id: CUSTOMER, title: 'Engines', amount: '1', owner_id: OWNER, opened_at: '1997-05-01' }, 'OpenDeal'],
+      ['feedback', { customer_id: CUSTOMER, kind: 'complaint', subject: 'Late', body: 'Where', submitted_at: '1997-05-01T10:00:00Z' }, 'SubmitFeedback'],
+      ['activities', { customer_id: CUSTOMER, kind: 'note', subject: 'Call back', occurred_at: '1997-05-01' }, 'LogActivity'],
+      ['campaigns', { name: 'Spring', channel: 'email', budget: '10', status: 'draft' }, 'CreateCampaign'],
+    ];
+    const idColumn = { deals: 'deal_id', feedback: 'feedback_id', activities: 'activity_id', campaigns: 'campaign_id' } as Record<ImportKind, string>;
+    for (const [kind, row, type] of rows) {
+      const [imported] = rowCommands[kind](row);
+      const derivedId = createdIdFor(type, imported!.key);
+      // Exported with the id it got, spelt as an export writes it (the opening in UTC): the same commands.
+      expect(rowCommands[kind]({ ...row, [idColumn[kind]]: derivedId })).toStrictEqual(rowCommands[kind](row));
+      // Under the id column's other name too; another id is the file's own.
+      expect(rowCommands[kind]({ ...row, id: derivedId })).toStrictEqual(rowCommands[kind](row));
+      const other = '33333333-3333-4333-8333-333333333333';
+      expect(rowCommands[kind]({ ...row, [idColumn[kind]]: other })[0]!.key).toBe(keyFor(kind, other));
+    }
+  });
+
+  it("reads an open deal's first stage, which its export writes for a deal opened without a stage, as no stage, and knows the deal stored with it", () => {
+    const row = { customer_id: CUSTOMER, title: 'Engines', amount: '1', owner_id: OWNER, opened_at: '1997-05-01' };
+    const [open] = rowCommands.deals({ ...row, stage: 'Lead' });
+    expect(open!.command).toStrictEqual(rowCommands.deals(row)[0]!.command);
+    expect(open!.formerly).toStrictEqual([{ ...open!.command, stage: 'lead' }]);
+    expect(rowCommands.deals({ ...row, stage: 'qualified' })[0]!.command).toMatchObject({ stage: 'qualified' });
   });
 });
 

@@ -15,7 +15,8 @@ import {
   type RejectedRow,
 } from '../../commands/import/importer.ts';
 import { parseRecords, type ImportRecord } from '../../commands/import/parse.ts';
-import { RowRejected } from '../../commands/import/rows.ts';
+import { RowRejected, rowCommands, type FormerKeys, type ImportKind } from '../../commands/import/rows.ts';
+import { createdIdFor } from '../../commands/ids.ts';
 import { invalidState } from '../../domain/errors.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { IdempotencyConflict } from '../../eventstore/errors.ts';
@@ -384,6 +385,96 @@ describe('import: rows, batches and counts', () => {
       alreadyPresent: 2,
     });
     expect(await store.readStream(`feedback-${resolved}`)).toHaveLength(6);
+  });
+
+  it('knows a row by what its times mean, not by how its file spells them, and a row stored under the key importers before made', async () => {
+    const [c0] = await customers(1);
+    const batch = () => createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
+    const campaignId = randomUUID();
+    expect((await importing(batch(), csv(['campaign_id,name,channel,budget', `${campaignId},Keys,email,100`]))).outcome).toMatchObject({ imported: 1 });
+    // Each kind whose key holds a time: as a file writes it, then as a spreadsheet re-saved it (`;`, day first) or an export writes it.
+    const files: [ImportKind, string, string, string, string][] = [
+      [
+        'deals',
+        'title,customer_email,amount,currency,expected_close_date,opened_at,owner_id',
+        `Wartungsvertrag,${c0},2400,EUR,2024-12-31,2024-06-01,sam`,
+        `Wartungsvertrag;${c0};2400;EUR;31.12.2024;01.06.2024;sam`,
+        `Wartungsvertrag,${c0},2400,EUR,2024-12-31,2024-06-01T00:00:00.000Z,sam`,
+      ],
+      [
+        'feedback',
+        'customer_email,kind,subject,body,submitted_at',
+        `${c0},complaint,Late,Where is it,2024-03-15T01:00:00+01:00`,
+        `${c0};complaint;Late;Where is it;15.03.2024`,
+        `${c0},complaint,Late,Where is it,2024-03-15T00:00:00.000Z`,
+      ],
+      [
+        'activities',
+        'customer_email,kind,subject,occurred_at',
+        `${c0},call,Renewal,2024-03-15T11:00:00+01:00`,
+        `${c0};call;Renewal;15.03.2024 10:00`,
+        `${c0},call,Renewal,2024-03-15T10:00:00Z`,
+      ],
+      [
+        'costs',
+        'campaign_id,amount,description,occurred_at',
+        `${campaignId},40,Banner,2024-03-15T01:00:00+01:00`,
+        `${campaignId};40;Banner;15.03.2024`,
+        `${campaignId},40,Banner,2024-03-15`,
+      ],
+    ];
+    /** The streams holding the first command of each row the file's kind has so far, by their first event. */
+    const firstEvents = async (kind: ImportKind) => {
+      const events = await store.readAll();
+      const type = { deals: 'DealOpened', feedback: 'FeedbackSubmitted', activities: 'ActivityLogged', costs: 'CampaignCostRecorded' }[kind as string];
+      return events.filter((e) => e.type === type && String(e.metadata.correlationId).startsWith(`import:${kind}:`)).length;
+    };
+    for (const [kind, header, written, resaved, exported] of files) {
+      const before = await firstEvents(kind);
+      expect((await importing(batch(), csv([header, written]), { kind })).outcome, kind).toMatchObject({ imported: 1, alreadyPresent: 0 });
+      for (const again of [resaved, exported]) {
+        const { outcome, rejected } = await importing(batch(), csv([again.includes(';') ? header.replaceAll(',', ';') : header, again]), { kind });
+        expect({ kind, outcome, rejected }).toMatchObject({ kind, outcome: { imported: 1, alreadyPresent: 1 }, rejected: [] });
+      }
+      expect({ kind, stored: (await firstEvents(kind)) - before }).toEqual({ kind, stored: 1 });
+    }
+    // Stored as importers before keyed rows (a time as the file wrote it): the same file, its re-saved
+    // copy and its export are that row. Written here as they stored it: the commands the row made so.
+    const storedAsBefore = async (kind: ImportKind, header: string, line: string, formerKeys: FormerKeys) => {
+      const columns = header.split(',');
+      const cells = line.split(',');
+      const row = Object.fromEntries(columns.map((c, i) => [c, cells[i]]));
+      const commands = rowCommands[kind](row, { customerIdFor: importedCustomerId, formerKeys });
+      const outcomes = await batch().executeBatch(
+        commands.map((c) => ({
+          command: c.command,
+          ctx: {
+            actor,
+            correlationId: `import:${kind}:line-2`,
+            idempotencyKey: c.key,
+            ...(c.occurredAt ? { occurredAt: c.occurredAt } : {}),
+            fingerprint: { byMeaning: true as const },
+          },
+        })),
+      );
+      expect(outcomes.every((o) => o.ok && !o.alreadyDone)).toBe(true);
+      return commands[0]!;
+    };
+    const [, dealHeader, dealRow, dealResaved, dealExported] = files[0]!;
+    const deal = dealRow.replace('Wartungsvertrag', 'Servicevertrag');
+    const former = await storedAsBefore('deals', dealHeader, deal, 'written');
+    for (const again of [deal, dealResaved.replace('Wartungsvertrag', 'Servicevertrag'), dealExported.replace('Wartungsvertrag', 'Servicevertrag')]) {
+      const { outcome, rejected } = await importing(batch(), csv([again.includes(';') ? dealHeader.replaceAll(',', ';') : dealHeader, again]), {
+        kind: 'deals',
+      });
+      expect({ again, outcome, rejected }).toMatchObject({ again, outcome: { imported: 1, alreadyPresent: 1 }, rejected: [] });
+    }
+    expect(await store.readStream(`deal-${createdIdFor('OpenDeal', former.key)}`)).toHaveLength(1);
+    const [, feedbackHeader, feedbackRow] = files[1]!;
+    const item = feedbackRow.replace('Late', 'Broken');
+    const formerItem = await storedAsBefore('feedback', feedbackHeader, item, 'written');
+    expect((await importing(batch(), csv([feedbackHeader, item]), { kind: 'feedback' })).outcome).toMatchObject({ imported: 1, alreadyPresent: 1 });
+    expect(await store.readStream(`feedback-${createdIdFor('SubmitFeedback', formerItem.key)}`)).toHaveLength(1);
   });
 
   it('brings an inactive customer in inactive and refuses a merged one, as an exported customers file holds them', async () => {
