@@ -352,22 +352,6 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
   };
 
   /**
-   * The first event a command stored (by its first event id), with the key it was stored under: the
-   * command's own, or a key an earlier import stored the same row under (PreparedCommand.formerKeys);
-   * undefined when it stored none.
-   */
-  const storedFirst = (w: Working, p: PreparedCommand, firstEventId: string): { id: string; key: string; hash: string } | undefined => {
-    const hash = hashOf(w, firstEventId);
-    if (hash !== undefined) return { id: firstEventId, key: p.metadata.idempotencyKey!, hash };
-    for (const key of p.formerKeys ?? []) {
-      const id = eventIdFor(p.stream, key, 0);
-      const former = hashOf(w, id);
-      if (former !== undefined) return { id, key, hash: former };
-    }
-    return undefined;
-  };
-
-  /**
    * Whether the event a command stored first was recorded at the business time this command gives
    * (`untimedHashes`). Read only then (a re-import of an export), from the stream's start: it is the
    * first event of a creation, the usual case.
@@ -414,16 +398,16 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         const w = workOn(p.kind, p.stream);
         // A command seen before has stored its first event: its result is the events under its key
         // (commands/index.ts firstResult), unless the key was used for a different command.
-        const first = storedFirst(w, p, firstEventIds[i]!);
-        if (first !== undefined) {
-          const firstHash = first.hash;
+        const firstHash = hashOf(w, firstEventIds[i]!);
+        if (firstHash !== undefined) {
           const same =
             CompactIds.sameCommand(firstHash, p.metadata.commandHash) ||
             p.earlierHashes?.().some((h) => CompactIds.sameCommand(firstHash, h)) ||
-            (p.untimedHashes?.().some((h) => CompactIds.sameCommand(firstHash, h)) && (await storedAtSameTime(p, first.id)));
-          if (!same) throw new IdempotencyConflict(first.id, p.stream);
-          const eventIds = [first.id];
-          for (let n = 1; hashOf(w, eventIdFor(p.stream, first.key, n)) !== undefined; n++) eventIds.push(eventIdFor(p.stream, first.key, n));
+            (p.untimedHashes?.().some((h) => CompactIds.sameCommand(firstHash, h)) && (await storedAtSameTime(p, firstEventIds[i]!)));
+          if (!same) throw new IdempotencyConflict(firstEventIds[i]!, p.stream);
+          const eventIds = [firstEventIds[i]!];
+          for (let n = 1; hashOf(w, eventIdFor(p.stream, p.metadata.idempotencyKey!, n)) !== undefined; n++)
+            eventIds.push(eventIdFor(p.stream, p.metadata.idempotencyKey!, n));
           outcomes[i] = { ok: true, stream: p.stream, eventIds, alreadyDone: true };
           continue;
         }

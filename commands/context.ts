@@ -24,11 +24,9 @@ export interface CommandContext {
    * (commands/fingerprint.ts), so a row spelled another way (the CRM's own export of it) is the same
    * command. The fingerprints earlier imports stored for the same row are accepted as the same too:
    * that of the payload as sent, and of each command in `formerly` (what an earlier version of the
-   * importer built from the row). `formerKeys`: the keys earlier imports stored the same row under,
-   * where the row's key changed since (a customer's address as its file spelt it, before keys took
-   * addresses in any case).
+   * importer built from the row).
    */
-  fingerprint?: { byMeaning: true; formerly?: readonly { type: string; [field: string]: unknown }[]; formerKeys?: readonly string[] };
+  fingerprint?: { byMeaning: true; formerly?: readonly { type: string; [field: string]: unknown }[] };
 }
 
 export interface CommandResult {

@@ -43,8 +43,6 @@ export interface PreparedCommand {
    * export of it then writes. The same row only where the stored event's time is this one.
    */
   untimedHashes?: () => string[];
-  /** Keys earlier imports stored this same command under (CommandContext.fingerprint.formerKeys). */
-  formerKeys?: readonly string[];
 }
 
 /** What telling a retry of a command from another command under the same key needs. */
@@ -171,7 +169,6 @@ export const prepareCommand = (
     derived,
     ...(earlierHashes ? { earlierHashes } : {}),
     ...(untimedHashes ? { untimedHashes } : {}),
-    ...(key !== undefined && ctx.fingerprint?.formerKeys?.length ? { formerKeys: ctx.fingerprint.formerKeys } : {}),
   };
 };
 

@@ -328,7 +328,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
           idempotencyKey: c.key,
           ...(c.occurredAt ? { occurredAt: c.occurredAt } : {}),
           ...(c.reason === null ? {} : { reason: c.reason ?? `import of ${kind} (line ${line})` }),
-          fingerprint: { byMeaning: true, ...(c.formerly ? { formerly: c.formerly } : {}), ...(c.formerKeys ? { formerKeys: c.formerKeys } : {}) },
+          fingerprint: { byMeaning: true, ...(c.formerly ? { formerly: c.formerly } : {}) },
         },
       }),
     );

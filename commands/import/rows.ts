@@ -33,8 +33,6 @@ export interface RowCommand {
    * is still the same row (ctx.fingerprint).
    */
   formerly?: { type: CommandType; [field: string]: unknown }[];
-  /** The idempotency keys earlier versions of the importer gave the same row, where they differ (CommandContext.fingerprint). */
-  formerKeys?: string[];
 }
 
 export type Row = Record<string, unknown>;
@@ -60,17 +58,19 @@ export interface RowOptions {
 }
 
 /**
- * How importers before spelt the times in a row's natural key: `written`, a deal's opening as the
- * file wrote it and other times as read (ISO text as given, `+01:00` and all); `dated`, a deal's
- * opening at midnight UTC as its day (`2024-06-01`, as most deals files write it).
+ * How importers before spelt a row's natural key: `written`, a deal's opening as the file wrote it
+ * and other times as read (ISO text as given, `+01:00` and all); `dated`, a deal's opening at midnight
+ * UTC as its day (`2024-06-01`, as most deals files write it); `spelt`, a customer's address as the
+ * file spelt it (until 2026-12-07, before keys took addresses in any case).
  */
-export type FormerKeys = 'written' | 'dated';
+export type FormerKeys = 'written' | 'dated' | 'spelt';
 
 /**
- * The former key spellings of each kind whose key holds a time: a row whose key under one of them is
+ * The former key spellings of each kind whose key changed: a row whose key under one of them is
  * stored is that row, imported before (commands/import/importer.ts keyedAsBefore).
  */
 export const FORMER_KEYS: Partial<Record<ImportKind, readonly FormerKeys[]>> = {
+  customers: ['spelt'],
   deals: ['written', 'dated'],
   refunds: ['written'],
   costs: ['written'],
@@ -436,14 +436,9 @@ const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
   refuseUndated(row, registeringAt, 'registered_at', 'customer_since');
   // The address's key in any case, as the email index and the stored address take it: a file spelling
   // `Ana@Example.com` and one spelling `ana@example.com` hold one row. Until 2026-12-07 it was the
-  // address as spelt (the same key as before business time existed), which a row stored so keeps.
-  const key = keyOf('customers', normaliseEmail(email ?? ''));
-  const speltKey = keyOf('customers', email ?? '');
-  const formerKeys = (suffix = ''): Pick<RowCommand, 'formerKeys'> => (speltKey === key ? {} : { formerKeys: [`${speltKey}${suffix}`] });
-  const register: RowCommand = {
-    ...withTime('RegisterCustomer', { ...fields, ...(ownerId ? { ownerId } : {}) }, registeringAt, key),
-    ...formerKeys(),
-  };
+  // address as spelt (the same key as before business time existed), which a row stored so keeps (FORMER_KEYS).
+  const key = keyOf('customers', options.formerKeys === 'spelt' ? (email ?? '') : normaliseEmail(email ?? ''));
+  const register = withTime('RegisterCustomer', { ...fields, ...(ownerId ? { ownerId } : {}) }, registeringAt, key);
   const formerly: RowCommand['command'][] = [];
   // Before the registration defaulted to the deactivation, such a customer registered at its import.
   if (registeringAt !== registeredAt) formerly.push(withTime('RegisterCustomer', { ...fields, ...(ownerId ? { ownerId } : {}) }, registeredAt, key).command);
@@ -456,10 +451,12 @@ const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
   if (status === 'active') return [register];
   if (status === 'inactive') {
     const reason = text(row, 'deactivation_reason');
-    const deactivate: RowCommand = {
-      ...withTime('DeactivateCustomer', { customerId: fields.customerId, ...(reason ? { reason } : {}) }, deactivatedAt, `${register.key}:deactivated`),
-      ...formerKeys(':deactivated'),
-    };
+    const deactivate = withTime(
+      'DeactivateCustomer',
+      { customerId: fields.customerId, ...(reason ? { reason } : {}) },
+      deactivatedAt,
+      `${register.key}:deactivated`,
+    );
     return [register, deactivate];
   }
   if (status === 'forgotten') throw new RowRejected('status: a forgotten customer is not imported (nothing of the person is left to import)');
