@@ -1,5 +1,26 @@
+import { Readable } from 'node:stream';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { parseRecords } from '../../commands/import/parse.ts';
 import { csvField, csvNumber, unguardedCsvField } from '../../shared/csv.ts';
+
+type CsvDelimiter = ',' | ';';
+
+/**
+ * The cells Excel makes of a line when it opens a file by double-click in a locale whose list
+ * separator differs from the file's: split at every `;` (German, French) or `,` (English), tab and
+ * line end, quotes or not; a quote is honoured only at the start of a cell (dropped here).
+ */
+const cellsASpreadsheetSplits = (text: string): string[] => text.split(/[,;\t\r\n]/).map((cell) => cell.replace(/^"+/, ''));
+
+/** A cell Excel runs as a formula: one starting with = + - @ (a tab or a CR too, as OWASP lists them), unless a negative number. */
+const runsAsFormula = (cell: string): boolean => /^[=+\-@\t\r]/.test(cell) && !/^-\d+([.,]\d+)?$/.test(cell);
+
+/** Texts a spreadsheet user can type, made of the characters that matter to the guard and to CSV quoting. */
+const trickyText = fc.string({
+  unit: fc.constantFrom("'", '"', '=', '+', '-', '@', '\t', '\r', '\n', '\r\n', ',', ';', ' ', 'a', 'ü', '1', '.'),
+  maxLength: 12,
+});
 
 /** Every CSV this CRM writes (exports, audit trails, import reports) quotes through one function. */
 describe('a CSV field', () => {
@@ -23,8 +44,22 @@ describe('a CSV field', () => {
     expect(csvField('-2+3')).toBe(`"'-2+3"`);
     expect(csvField('-cmd|calc')).toBe(`"'-cmd|calc"`);
     expect(csvField('@SUM(A1)')).toBe(`"'@SUM(A1)"`);
-    expect(csvField('\t=1')).toBe(`"'\t=1"`);
-    expect(csvField('\r=1')).toBe(`"'\r=1"`);
+    // A tab or a CR both starts a formula and splits a cell: the `=` after it is guarded too.
+    expect(csvField('\t=1')).toBe(`"'\t'=1"`);
+    expect(csvField('\r=1')).toBe(`"'\r'=1"`);
+  });
+
+  it('starts no cell a formula where a spreadsheet splitting on ; , tab or line ends would start one, inside a quoted value too', () => {
+    for (const text of ["Eve;=cmd|' /C calc'!A0;", 'Bitte prüfen\n=1+1;', 'x,@SUM(A1)', 'x\t+1', 'x\r\n-2+3', 'a;"=1', 'a;\t=1', "a;'=1"]) {
+      const line = ['id', csvField(text), 'x'].join(';');
+      expect(cellsASpreadsheetSplits(line).filter(runsAsFormula), text).toEqual([]);
+    }
+    fc.assert(
+      fc.property(trickyText, (text) => {
+        expect(cellsASpreadsheetSplits(csvField(text)).filter(runsAsFormula)).toEqual([]);
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it('leaves numbers as numbers, negative ones included', () => {
@@ -43,9 +78,50 @@ describe('a CSV field read back', () => {
   };
 
   it('is the text written, formula-like or not, and one that starts with the guard itself keeps its quote', () => {
-    for (const text of ['Ada', '=SUM(A1)', '+1 555', '-2+3', '-12.50', "'=Apostrophe Name", "'@Quoted Co", "''=twice", "'plain", "'", "'-5"]) {
+    for (const text of [
+      'Ada',
+      '=SUM(A1)',
+      '+1 555',
+      '-2+3',
+      '-12.50',
+      "'=Apostrophe Name",
+      "'@Quoted Co",
+      "''=twice",
+      "'plain",
+      "'",
+      "'-5",
+      "Eve;=cmd|' /C calc'!A0;",
+      "Eve;'=cmd",
+      "a\n''\"=1",
+      ';\r=',
+      'x;-5',
+    ]) {
       expect(roundTrip(text), text).toBe(text);
     }
+  });
+
+  it('is the text written, whatever it holds, read by the import from a file separated by commas or by semicolons', async () => {
+    /** The `name` cells the import reads from a file of these texts, with a byte order mark or not. */
+    const imported = async (texts: string[], delimiter: CsvDelimiter, bom: boolean): Promise<unknown[]> => {
+      const lines = [`${bom ? '\uFEFF' : ''}id${delimiter}name`, ...texts.map((text, i) => `${i}${delimiter}${csvField(text)}`)];
+      const names: unknown[] = [];
+      for await (const record of parseRecords(Readable.from([Buffer.from(`${lines.join('\r\n')}\r\n`)]), 'csv'))
+        names.push('row' in record ? record.row.name : record);
+      return names;
+    };
+    // The import trims cells (a spreadsheet pads them), which a quoted cell keeps: texts that start or end with a blank are left out.
+    const untrimmed = trickyText.filter((text) => text === text.trim() || csvField(text).startsWith('"'));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(untrimmed, { minLength: 1, maxLength: 5 }),
+        fc.constantFrom<CsvDelimiter>(',', ';'),
+        fc.boolean(),
+        async (texts, delimiter, bom) => {
+          expect(await imported(texts, delimiter, bom)).toEqual(texts);
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 
   it("drops the guard a spreadsheet's own text does not carry", () => {
