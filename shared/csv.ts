@@ -22,7 +22,7 @@ const NEEDS_GUARD = new RegExp(`(?:^|${CELL_BREAK})'*${FORMULA_START}`);
  */
 const GUARD = new RegExp(`(?<=^|${CELL_BREAK})'(?='*${FORMULA_START})`, 'g');
 /** A negative number is the one text starting with `-` that a spreadsheet reads as data (`-2+3` is a formula). */
-const NEGATIVE_NUMBER = /^-\d+(\.\d+)?([eE][-+]?\d+)?$/;
+const NEGATIVE_NUMBER = /^-\d+([.,]\d+)?([eE][-+]?\d+)?$/;
 
 /**
  * One CSV field, the one way every CSV this CRM writes (exports, audit trails, import reports) quotes
@@ -48,11 +48,22 @@ export const csvField = (text: string): string => {
 export const unguardedCsvField = (value: string): string => (value.includes("'") ? value.replace(GUARD, '') : value);
 
 /**
+ * The delimiter between a CSV's fields: a comma, or a semicolon for a spreadsheet in a locale whose
+ * list separator it is (German, French, ...), which opens a file separated by commas as one column.
+ */
+export type CsvDelimiter = ',' | ';';
+
+/**
  * A number as a CSV cell, in plain decimals: `String()` writes 1e21 and more (a sum past every bound
  * the figures are exact within) and below 1e-6 in exponent notation, which spreadsheets read as text or
- * round, and which no import of this CRM reads as an amount.
+ * round, and which no import of this CRM reads as an amount. In a file separated by semicolons, with a
+ * decimal comma, as a spreadsheet of such a locale writes it (and reads a decimal point as text or a
+ * date) and as this CRM's import reads it there (where it refuses `1.234` as perhaps a thousand).
  */
-export const csvNumber = (value: number): string =>
-  Number.isFinite(value) && value !== 0 && (Math.abs(value) >= 1e21 || Math.abs(value) < 1e-6)
-    ? value.toLocaleString('en-US', { useGrouping: false, maximumFractionDigits: 20 })
-    : String(value);
+export const csvNumber = (value: number, delimiter: CsvDelimiter = ','): string => {
+  const written =
+    Number.isFinite(value) && value !== 0 && (Math.abs(value) >= 1e21 || Math.abs(value) < 1e-6)
+      ? value.toLocaleString('en-US', { useGrouping: false, maximumFractionDigits: 20 })
+      : String(value);
+  return delimiter === ';' ? written.replace('.', ',') : written;
+};

@@ -4,15 +4,15 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { Currency } from '../../domain/money.ts';
 import { IsoDateTime } from '../../domain/shared.ts';
-import { EXPORT_COLUMNS, EXPORT_KINDS, exportLines, type ExportFormat, type ExportKind } from '../../projections/queries/export.ts';
+import { EXPORT_COLUMNS, EXPORT_KINDS, exportLines, type CsvLayout, type ExportFormat, type ExportKind } from '../../projections/queries/export.ts';
 import type { AuditServices } from '../../audit/index.ts';
 import type { RouteContext } from '../route-context.ts';
 import type { Page, ReadModelQueries, ReadRecord, ReadScope } from '../deps.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import { ACTIVITY_PERSONAL_FIELDS, CUSTOMER_PERSONAL_FIELDS, FEEDBACK_PERSONAL_FIELDS, forCaller } from '../mask.ts';
 import { acceptableFormat, awaitReadModels, varyByAccept, WaitForQuery } from '../http.ts';
-import { problemResponses } from '../problems.ts';
-import { refuseInvertedRanges, refusePersonalFilters, resolveMe, UserFilter } from '../query-route.ts';
+import { problemResponses, validationProblem } from '../problems.ts';
+import { BooleanQuery, refuseInvertedRanges, refusePersonalFilters, resolveMe, UserFilter } from '../query-route.ts';
 import { ActivityListFilters } from './activities.ts';
 import { CampaignListFilters } from './campaigns.ts';
 import { CUSTOMER_PERSONAL_SORTS, CustomerListFilters } from './customers.ts';
@@ -38,6 +38,17 @@ const orderHistoryFilters = (what: 'Purchases' | 'Refunds') => ({
   from: IsoDateTime.optional().describe(`${what} at or after this business time`),
   to: IsoDateTime.optional().describe(`${what} at or before this business time`),
 });
+
+/** How a CSV answer is laid out (CsvLayout): for a spreadsheet in a locale whose list separator is `;`, and Excel's UTF-8. */
+const CsvLayoutQuery = {
+  delimiter: z
+    .enum([',', ';'])
+    .optional()
+    .describe(
+      "CSV: ',' (the default) or ';' (numbers then with a decimal comma), for a spreadsheet whose list separator it is (German, French, ...); crm import reads both",
+    ),
+  bom: BooleanQuery.optional().describe('CSV: true starts the file with a UTF-8 byte order mark, so that Excel reads it as UTF-8'),
+};
 
 const CONTENT_TYPES: Record<ExportFormat, string> = { csv: 'text/csv; charset=utf-8', ndjson: 'application/x-ndjson' };
 
@@ -243,9 +254,9 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
         tags: [kind],
         summary: `Every ${kind} record as CSV or NDJSON (Accept: text/csv or application/x-ndjson, or ?format=)`,
         description:
-          'Streamed; takes the filters of the list. Personal fields are masked for roles that may not see them. ?format= wins over Accept; an Accept that takes neither text/csv nor application/x-ndjson (nor */*) is a 406.',
+          'Streamed; takes the filters of the list. Personal fields are masked for roles that may not see them. ?format= wins over Accept; an Accept that takes neither text/csv nor application/x-ndjson (nor */*) is a 406. For a spreadsheet whose list separator is `;` (German, French, ...): `delimiter=;` (decimal commas) and `bom=true`.',
         // waitFor: a sync job exports right after its own writes, as it reads a list after them.
-        querystring: z.strictObject({ ...spec.filters, format: z.enum(['csv', 'ndjson']).optional(), ...WaitForQuery }),
+        querystring: z.strictObject({ ...spec.filters, format: z.enum(['csv', 'ndjson']).optional(), ...CsvLayoutQuery, ...WaitForQuery }),
         response: problemResponses(400, 401, 403, 406, 429, 503),
         streamedAnswer: {
           mediaTypes: ['text/csv', 'application/x-ndjson'],
@@ -253,16 +264,32 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
         },
       },
       handler: async (request, reply) => {
-        const { format: asked, waitFor, ...filters } = request.query as Record<string, unknown> & { format?: ExportFormat; waitFor?: string };
+        const {
+          format: asked,
+          waitFor,
+          delimiter,
+          bom,
+          ...filters
+        } = request.query as Record<string, unknown> & { format?: ExportFormat; waitFor?: string } & Partial<CsvLayout>;
         const query = spec.forCaller ? spec.forCaller(request, filters) : filters;
         refusePersonalFilters(request, query, spec.personalFilters, spec.personalSorts);
         refuseInvertedRanges(query);
         const format = asked ?? acceptableFormat(request.headers.accept, ['csv', 'ndjson'], 'csv');
+        // Said of NDJSON, they would be ignored without a word.
+        if (format === 'ndjson') {
+          const given = Object.entries({ delimiter, bom }).filter(([, value]) => value !== undefined);
+          if (given.length > 0) throw validationProblem(given.map(([field]) => ({ field, in: 'query', message: 'lays out a CSV answer; this one is NDJSON' })));
+        }
         await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
         // The caller's scope: an export holds exactly the records their list shows.
         const complete = spec.complete?.(context.deps);
-        const lines = await exportLines(spec.list(context.deps, scopeOf(request)), query, format, EXPORT_COLUMNS[kind], async (page) =>
-          forCaller(request, complete ? await complete(page) : page, spec.personalFields),
+        const lines = await exportLines(
+          spec.list(context.deps, scopeOf(request)),
+          query,
+          format,
+          EXPORT_COLUMNS[kind],
+          async (page) => forCaller(request, complete ? await complete(page) : page, spec.personalFields),
+          { delimiter: delimiter ?? ',', bom: bom ?? false },
         );
         return varyByAccept(reply)
           .type(CONTENT_TYPES[format])

@@ -4,7 +4,7 @@ import { openReplacing } from '../files.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
 import { createProgress, type Progress } from '../progress.ts';
 import { projectionLag } from '../projection-lag.ts';
-import { EXPORT_COLUMNS, EXPORT_KINDS, exportLines, type ExportKind } from '../../projections/queries/export.ts';
+import { EXPORT_COLUMNS, EXPORT_KINDS, exportLines, type CsvLayout, type ExportKind } from '../../projections/queries/export.ts';
 
 /** Resolves once `out` drains, or fails (the failure is kept by its error listener). */
 const drained = (out: NodeJS.WritableStream): Promise<void> =>
@@ -22,25 +22,38 @@ export const exportCommand: CliCommand = {
   name: 'export',
   summary:
     'Write every customer, deal, feedback item, activity, purchase, refund, campaign, campaign response, campaign cost or exchange rate in force as CSV or NDJSON',
-  usage: `export <${EXPORT_KINDS.join('|')}> [--format csv|ndjson] [--output <file>]`,
+  usage: `export <${EXPORT_KINDS.join('|')}> [--format csv|ndjson] [--delimiter ,|;] [--bom] [--output <file>]`,
   details: `
 Reads the read models page by page (memory stays flat) and writes one line per record to stdout or
 --output: the same columns as GET /customers/export (and /deals/export, /feedback/export,
 /activities/export, /purchases/export, /refunds/export, /campaigns/export, /responses/export, /costs/export: files
 \`crm import\` reads back; responses and costs are read from the events, the rest from the read
 models; /exchange-rates/export: the rates in force, a file \`crm import-rates\` reads back). An operator's export holds personal data unmasked: keep the file as carefully as the
-database.`,
+database.
+
+For a spreadsheet in a locale whose list separator is a semicolon (German, French, ...: Excel opens
+a file separated by commas as one column there), --delimiter ';' separates the fields with semicolons
+and writes numbers with a decimal comma (12,5); --bom starts the file with a UTF-8 byte order mark, so
+that Excel reads its letters as UTF-8. \`crm import\` reads either back.`,
   onInterrupt: 'an --output file is left as it was; run the command again for the whole export',
   database: { kind: 'reads' },
   options: {
     format: { type: 'string', description: 'csv (default) or ndjson' },
     output: { type: 'string', description: 'file to write (default: stdout)' },
+    delimiter: { type: 'string', description: "CSV: ',' (default) or ';' (with decimal commas), for a spreadsheet whose list separator it is" },
+    bom: { type: 'boolean', description: 'CSV: start with a UTF-8 byte order mark (Excel reads the file as UTF-8)' },
   },
   async run(run) {
     const kind = run.positionals[0] as ExportKind | undefined;
     if (kind === undefined || !EXPORT_KINDS.includes(kind)) throw new UsageError(`export needs one of ${EXPORT_KINDS.join(', ')}`);
     const format = stringValue(run, 'format') ?? 'csv';
     if (format !== 'csv' && format !== 'ndjson') throw new UsageError('--format must be csv or ndjson');
+    const delimiter = stringValue(run, 'delimiter') ?? ',';
+    if (delimiter !== ',' && delimiter !== ';') throw new UsageError("--delimiter must be ',' or ';'");
+    const layout: CsvLayout = { delimiter, bom: run.values.bom === true };
+    // Both lay out a CSV for a spreadsheet; said of NDJSON they would be ignored without a word.
+    if (format === 'ndjson' && (run.values.delimiter !== undefined || layout.bom))
+      throw new UsageError('--delimiter and --bom are for CSV, not --format ndjson');
     const { openCrm } = await import('../../runtime/crm.ts');
     const given = stringValue(run, 'output');
     // `-` is standard output, as for most tools; an empty value names no file.
@@ -79,11 +92,18 @@ database.`,
       const onTerminal = !file && Boolean(process.stdout.isTTY);
       progress = createProgress({ label: 'export', unit: 'records', quiet: onTerminal });
       const counted = progress;
-      const lines = await exportLines(spec.list(runtime.apiDeps, null), query, format, EXPORT_COLUMNS[kind], async (page) => {
-        const records = complete ? await complete(page) : page;
-        counted.tick(records.items.length);
-        return records;
-      });
+      const lines = await exportLines(
+        spec.list(runtime.apiDeps, null),
+        query,
+        format,
+        EXPORT_COLUMNS[kind],
+        async (page) => {
+          const records = complete ? await complete(page) : page;
+          counted.tick(records.items.length);
+          return records;
+        },
+        layout,
+      );
       // On a terminal, the records' control characters are shown, not obeyed.
       const shown = onTerminal ? terminalLines : (chunk: string) => chunk;
       for await (const chunk of lines) {

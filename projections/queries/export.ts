@@ -5,13 +5,26 @@
  * and holds one page at a time.
  */
 
-import { csvField, csvNumber } from '../../shared/csv.ts';
+import { csvField, csvNumber, type CsvDelimiter } from '../../shared/csv.ts';
 
 export type ExportFormat = 'csv' | 'ndjson';
 
+/**
+ * How a CSV export is laid out: separated by commas (the default) or by semicolons with decimal
+ * commas, for a spreadsheet in a locale whose list separator is `;`; `bom`: starting with a UTF-8 byte
+ * order mark, so that Excel reads it as UTF-8 rather than in its locale's code page.
+ * `crm import` reads both back.
+ */
+export interface CsvLayout {
+  delimiter: CsvDelimiter;
+  bom: boolean;
+}
+
+export const PLAIN_CSV: CsvLayout = { delimiter: ',', bom: false };
+
 type Page = { items: Record<string, unknown>[]; nextCursor: string | null };
 
-const csvCell = (value: unknown): string => {
+const csvCell = (value: unknown, delimiter: CsvDelimiter): string => {
   if (value === null || value === undefined) return '';
   const text =
     Array.isArray(value) && value.every((v) => typeof v === 'string')
@@ -21,7 +34,7 @@ const csvCell = (value: unknown): string => {
         : value instanceof Date
           ? value.toISOString()
           : typeof value === 'number'
-            ? csvNumber(value)
+            ? csvNumber(value, delimiter)
             : String(value);
   return csvField(text);
 };
@@ -88,6 +101,7 @@ export async function exportLines(
   format: ExportFormat,
   columns: readonly string[],
   shape: (page: Page) => Page | Promise<Page> = (page) => page,
+  { delimiter, bom }: CsvLayout = PLAIN_CSV,
 ): Promise<AsyncGenerator<string>> {
   const read = async (cursor: string | undefined) => shape(await list({ ...query, limit: 500, ...(cursor ? { cursor } : {}) }));
   // An NDJSON line holds the CSV's columns, in their order, whatever order the list or its completion built the record in.
@@ -95,12 +109,12 @@ export async function exportLines(
   const linesOf = (page: Page): string => {
     let chunk = '';
     for (const item of page.items)
-      chunk += format === 'ndjson' ? `${JSON.stringify(inFileOrder(item))}\n` : `${columns.map((c) => csvCell(item[c])).join(',')}\n`;
+      chunk += format === 'ndjson' ? `${JSON.stringify(inFileOrder(item))}\n` : `${columns.map((c) => csvCell(item[c], delimiter)).join(delimiter)}\n`;
     return chunk;
   };
   const first = await read(undefined);
   return (async function* () {
-    if (format === 'csv') yield `${columns.join(',')}\n`;
+    if (format === 'csv') yield `${bom ? '\uFEFF' : ''}${columns.join(delimiter)}\n`;
     for (let page = first; ; page = await read(page.nextCursor)) {
       const chunk = linesOf(page);
       if (chunk) yield chunk;

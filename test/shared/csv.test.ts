@@ -2,9 +2,7 @@ import { Readable } from 'node:stream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseRecords } from '../../commands/import/parse.ts';
-import { csvField, csvNumber, unguardedCsvField } from '../../shared/csv.ts';
-
-type CsvDelimiter = ',' | ';';
+import { csvField, csvNumber, unguardedCsvField, type CsvDelimiter } from '../../shared/csv.ts';
 
 /**
  * The cells Excel makes of a line when it opens a file by double-click in a locale whose list
@@ -138,5 +136,12 @@ describe('a CSV number', () => {
     expect(csvNumber(1234.5678)).toBe('1234.5678');
     expect(csvNumber(0)).toBe('0');
     expect(csvNumber(-0.25)).toBe('-0.25');
+  });
+
+  it('has a decimal comma in a file separated by semicolons', () => {
+    expect(csvNumber(1.234, ';')).toBe('1,234');
+    expect(csvNumber(-0.25, ';')).toBe('-0,25');
+    expect(csvNumber(1.5e-7, ';')).toBe('0,00000015');
+    expect(csvNumber(42, ';')).toBe('42');
   });
 });
