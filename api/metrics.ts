@@ -30,7 +30,7 @@ function scrapeSources(registry: Registry) {
   const sources: { name: string; read: () => Promise<unknown> }[] = [];
   new Gauge({
     name: 'crm_metrics_source_up',
-    help: `1 when the source (projections, publishers) was read for this scrape, 0 when it failed or did not answer within ${PROBE_DEADLINE_MS} ms (its series are then left out)`,
+    help: `1 when the source (projections, publishers, held_back) was read for this scrape, 0 when it failed or did not answer within ${PROBE_DEADLINE_MS} ms (its series are then left out)`,
     labelNames: ['source'] as const,
     registers: [registry],
     async collect() {
@@ -84,27 +84,26 @@ export function createApiMetrics(options: {
   if (options.heldBack) {
     // The lag gauges measure from the head, which stops below a transaction left open anywhere on the
     // server: they read 0 while every new event waits behind it. These do not.
-    const held = sources.add('held back', options.heldBack);
-    new Gauge({
-      name: 'crm_events_held_back',
-      help: 'Committed events past the store head, held back by a transaction still open on the PostgreSQL server (any session): no projection can apply them until it ends',
-      registers: [registry],
-      async collect() {
-        this.reset();
-        const value = await held();
-        if (value) this.set(value.events);
-      },
-    });
-    new Gauge({
-      name: 'crm_events_held_back_seconds',
-      help: 'Seconds the oldest held-back event has waited (0 when none waits)',
-      registers: [registry],
-      async collect() {
-        this.reset();
-        const value = await held();
-        if (value) this.set(heldBackSeconds(value));
-      },
-    });
+    const held = sources.add('held_back', options.heldBack);
+    const heldBackGauge = (name: string, help: string, value: (held: HeldBack) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [registry],
+        async collect() {
+          const read = await held();
+          // Not read in time: no sample at all. A gauge without labels reads 0 after reset(), and 0 is
+          // "nothing held back", which resolved the alert on it while the database was away.
+          if (read) this.set(value(read));
+          else this.remove();
+        },
+      });
+    heldBackGauge(
+      'crm_events_held_back',
+      'Committed events past the store head, held back by a transaction still open on the PostgreSQL server (any session): no projection can apply them until it ends',
+      (read) => read.events,
+    );
+    heldBackGauge('crm_events_held_back_seconds', 'Seconds the oldest held-back event has waited (0 when none waits)', heldBackSeconds);
   }
   if (projections) {
     // Read at scrape time: one status call fills every projection's gauges.

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { createApiMetrics } from '../../api/metrics.ts';
+import type { HeldBack } from '../../eventstore/contract.ts';
 import type { PublisherStatus } from '../../integration/publishers.ts';
 
 /**
  * What an alert reads in /metrics, built from stand-in sources (no database): series that keep their
- * identity across a publisher's state changes.
+ * identity across a publisher's state changes, and series left out (not 0) when their source was not read.
  */
 const sampleLines = (text: string, name: string) => text.split('\n').filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `));
 
@@ -50,5 +51,29 @@ describe('publisher series', () => {
       'crm_publisher_state{publisher="webhook:w1",kind="webhook",state="disabled"} 0',
     ]);
     expect(states(after).filter((line) => line.endsWith(' 1'))).toEqual(['crm_publisher_state{publisher="webhook:w1",kind="webhook",state="running"} 1']);
+  });
+});
+
+describe('events held back', () => {
+  it('are left out of a scrape whose read failed or missed the bound, not reported as 0, with crm_metrics_source_up{source="held_back"} 0', async () => {
+    let read: () => Promise<HeldBack> = async () => ({ events: 3, oldestRecordedAt: new Date(Date.now() - 7_000) });
+    const metrics = createApiMetrics({ heldBack: () => read() });
+    const healthy = await metrics.registry.metrics();
+    expect(sampleLines(healthy, 'crm_events_held_back')).toEqual(['crm_events_held_back 3']);
+    expect(sampleLines(healthy, 'crm_events_held_back_seconds')).toEqual(['crm_events_held_back_seconds 7']);
+    expect(healthy).toContain('crm_metrics_source_up{source="held_back"} 1');
+
+    read = async () => Promise.reject(new Error('connection refused'));
+    const refused = await metrics.registry.metrics();
+    expect(sampleLines(refused, 'crm_events_held_back')).toEqual([]);
+    expect(sampleLines(refused, 'crm_events_held_back_seconds')).toEqual([]);
+    expect(refused).toContain('crm_metrics_source_up{source="held_back"} 0');
+  });
+
+  it('are left out when the first scrape already cannot read them', async () => {
+    const metrics = createApiMetrics({ heldBack: async () => Promise.reject(new Error('stalled')) });
+    const text = await metrics.registry.metrics();
+    expect(sampleLines(text, 'crm_events_held_back')).toEqual([]);
+    expect(sampleLines(text, 'crm_events_held_back_seconds')).toEqual([]);
   });
 });
