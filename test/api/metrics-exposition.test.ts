@@ -5,7 +5,8 @@ import type { PublisherStatus } from '../../integration/publishers.ts';
 
 /**
  * What an alert reads in /metrics, built from stand-in sources (no database): series that keep their
- * identity across a publisher's state changes, and series left out (not 0) when their source was not read.
+ * identity across a publisher's state changes, series left out (not 0) when their source was not read,
+ * and latency buckets that reach past the request bound.
  */
 const sampleLines = (text: string, name: string) => text.split('\n').filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `));
 
@@ -75,5 +76,19 @@ describe('events held back', () => {
     const text = await metrics.registry.metrics();
     expect(sampleLines(text, 'crm_events_held_back')).toEqual([]);
     expect(sampleLines(text, 'crm_events_held_back_seconds')).toEqual([]);
+  });
+});
+
+describe('request latency', () => {
+  it('has buckets past the 10 s request bound, so an answer of 9.4 s during a stall is not only in +Inf', async () => {
+    const metrics = createApiMetrics({});
+    metrics.observeRequest('POST', '/customers', 503, 9.4);
+    const text = await metrics.registry.metrics();
+    const bucket = (le: string) => sampleLines(text, 'crm_http_request_duration_seconds_bucket').find((line) => line.includes(`le="${le}"`));
+    expect(bucket('5')).toMatch(/ 0$/);
+    expect(bucket('7.5')).toMatch(/ 0$/);
+    expect(bucket('10')).toMatch(/ 1$/);
+    expect(bucket('30')).toMatch(/ 1$/);
+    expect(bucket('60')).toMatch(/ 1$/);
   });
 });
