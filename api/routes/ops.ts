@@ -62,7 +62,12 @@ const Ready = z.object({
   status: z.enum(['ready', 'not_ready']),
   head: z.string().describe('The store head position'),
   projections: z.array(PublicProjection),
-  reasons: z.array(z.string()),
+  reasons: z.array(z.string()).describe('Why this process is not ready (empty when ready)'),
+  warnings: z
+    .array(z.string())
+    .describe(
+      'What an operator must act on that is not a reason for not-ready: a projection stopped on a poison event (every replica reads the same read models; crm_projection_failed in /metrics)',
+    ),
   heldBack: z
     .object({
       events: z.number().describe('Committed events no feed can read yet'),
@@ -151,11 +156,16 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
     // no command: they start by themselves (crm projections cannot run beside an embedded server anyway).
     const starting = statuses.filter((p) => p.state === 'starting');
     if (starting.length) reasons.push(`projections have not started: ${starting[0]!.lastError ?? 'they start by themselves'}`);
+    const warnings: string[] = [];
     for (const p of statuses) {
       // Not the operator's fault in the read model: this process is the one to stop (every replica of it alike).
       if (p.state === 'superseded') reasons.push(`projection ${p.name} is superseded: ${p.lastError ?? 'another version of the CRM rebuilt its read model'}`);
+      // Stopped in the shared read model (a poison event): every replica reads the same one, so not-ready
+      // would take them all out of the balancer and turn one bad event into an outage, while commands and
+      // the other read models still work. Shown, with crm_projection_failed in /metrics, for an operator
+      // to retry or skip; past the lag bound too, as it stands still until then.
       else if (p.state === 'failed' || p.state === 'stopped')
-        reasons.push(
+        warnings.push(
           detailed
             ? `projection ${p.name} is ${p.state}${describePoison(p)}${p.lastError ? `: ${p.lastError}` : ''}`
             : `projection ${p.name} is ${p.state}${p.failedPosition != null ? ` at position ${p.failedPosition}` : ''} (details: GET /audit/projections or crm projections list)`,
@@ -190,6 +200,7 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
           owner: p.owner ?? null,
         })),
         reasons,
+        warnings,
         heldBack: heldBack ? { events: heldBack.events, seconds: heldSeconds } : null,
         publishers: publishers?.map((p) => ({
           name: p.name,
@@ -232,7 +243,8 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
       schema: {
         operationId: 'getReadiness',
         tags: ['ops'],
-        summary: 'Readiness: the event store answers and every projection is running and caught up within the bound (no key needed)',
+        summary:
+          'Readiness: the event store answers and every projection is running and caught up within the bound; one stopped on a poison event is listed under warnings, not a reason (no key needed)',
         security: [],
         response: { 200: Ready, 503: Ready },
       },

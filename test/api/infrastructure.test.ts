@@ -68,6 +68,52 @@ describe('ops routes', () => {
     }
   });
 
+  it('stays ready with a projection stopped on a poison event (every replica reads it alike), naming it under warnings; a superseded one is not ready', async () => {
+    // Stopped for two minutes, past the lag bound too: it stands still until an operator retries or skips.
+    const stopped = (state: string) => ({
+      name: 'customers',
+      position: 41n,
+      eventsBehind: 5,
+      secondsBehind: 120,
+      state,
+      failedPosition: 42n,
+      owner: 'worker-one',
+    });
+    const running = { name: 'deals', position: 46n, eventsBehind: 0, secondsBehind: 0, state: 'running', owner: 'worker-one' };
+    for (const state of ['failed', 'stopped']) {
+      const app = await buildApp({ ...h.deps, readyMaxLagSeconds: 30, projections: { ...h.deps.projections, status: async () => [stopped(state), running] } });
+      try {
+        const res = await app.inject({ method: 'GET', url: '/ready' });
+        expect(res.statusCode, res.body).toBe(200);
+        expect(json(res)).toMatchObject({
+          status: 'ready',
+          reasons: [],
+          warnings: [`projection customers is ${state} at position 42 (details: GET /audit/projections or crm projections list)`],
+        });
+        expect(json(res).projections[0]).toMatchObject({ name: 'customers', state, failedPosition: '42' });
+        const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+        if (state === 'failed') expect(metrics).toContain('crm_projection_failed{projection="customers",position="42"} 1');
+      } finally {
+        await app.close();
+      }
+    }
+    // This process is older than the one that rebuilt the read model: stop it, so it is out of the balancer.
+    const superseded = { ...running, state: 'superseded', lastError: 'another version of the CRM rebuilt its read model' };
+    const app = await buildApp({
+      ...h.deps,
+      readyMaxLagSeconds: 30,
+      projections: { ...h.deps.projections, status: async () => [stopped('failed'), superseded] },
+    });
+    try {
+      const res = await app.inject({ method: 'GET', url: '/ready' });
+      expect(res.statusCode).toBe(503);
+      expect(json(res).reasons).toEqual(['projection deals is superseded: another version of the CRM rebuilt its read model']);
+      expect(json(res).warnings).toHaveLength(1);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('shows committed events held back by a transaction left open on the server, in /ready and /metrics, where the lag reads 0', async () => {
     const open = new pg.Client({ connectionString: TEST_DATABASE_URL });
     await open.connect();

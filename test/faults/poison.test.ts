@@ -51,12 +51,11 @@ const post = async (url: string, body: unknown) => {
 type Status = {
   status: string;
   reasons: string[];
+  warnings: string[];
   projections: { name: string; state: string; position: string; failedPosition: string | null; failedStream?: string | null; failedEventId?: string | null }[];
 };
 /** What an admin or auditor reads: the event a failed projection stopped on. */
 const ready = async () => (await app.inject({ method: 'GET', url: '/audit/projections', headers: auth })).json<Status>();
-/** What anyone reads without a key. */
-const publicReady = async () => (await app.inject({ method: 'GET', url: '/ready' })).json<Status>();
 const checkpoint = async (name: string) =>
   (
     await sql.query(
@@ -102,15 +101,20 @@ describe('a poison event', () => {
       },
       30_000,
     );
-    expect(status.status).toBe('not_ready');
+    // Not a reason for not-ready: every replica reads the same read models, and a load balancer taking
+    // them all out would turn one bad event into an outage. Shown under warnings instead.
+    expect(status.status).toBe('ready');
+    expect(status.reasons).toEqual([]);
     // Without a key: the projection, its state and the position, never the stream, the event id or the error text.
-    const open = await publicReady();
-    expect(open.status).toBe('not_ready');
+    const openAnswer = await app.inject({ method: 'GET', url: '/ready' });
+    expect(openAnswer.statusCode, openAnswer.body).toBe(200);
+    const open = openAnswer.json<Status>();
+    expect(open.status).toBe('ready');
     const openText = JSON.stringify(open);
     for (const hidden of [poisonStream, poisonCustomer, poisonId, 'not a string']) expect(openText).not.toContain(hidden);
     for (const name of stoppedOnIt) {
       expect(open.projections.find((p) => p.name === name)).toMatchObject({ state: 'failed', failedPosition: String(poisonPosition) });
-      expect(open.reasons.join('\n')).toContain(`projection ${name} is failed at position ${poisonPosition} (details: GET /audit/projections`);
+      expect(open.warnings.join('\n')).toContain(`projection ${name} is failed at position ${poisonPosition} (details: GET /audit/projections`);
     }
     expect(open.projections.every((p) => !('owner' in p) && !('lastError' in p))).toBe(true);
     for (const name of stoppedOnIt) {
@@ -119,7 +123,7 @@ describe('a poison event', () => {
         failedStream: poisonStream,
         failedEventId: poisonId,
       });
-      expect(status.reasons.join('\n')).toContain(`projection ${name} is failed at position ${poisonPosition} (stream ${poisonStream}, event ${poisonId})`);
+      expect(status.warnings.join('\n')).toContain(`projection ${name} is failed at position ${poisonPosition} (stream ${poisonStream}, event ${poisonId})`);
     }
     // The others keep running: a deal opened after the poison event is applied.
     const deal = await post('/deals', {
