@@ -805,8 +805,15 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     const streams = [...new Set(items.flatMap((item) => ('prepared' in item ? [item.prepared.stream] : [])))];
     if (streams.length === 0) return items.map(() => false);
     // Read past the cache: what is stored, not what this handler decided and may not have stored yet.
-    const found = await store.readStreams(streams);
-    return items.map((item) => 'prepared' in item && (found.get(item.prepared.stream) ?? []).some((e) => e.id === item.firstEventId));
+    // From the saved states on: a customer's stream may hold years of purchases.
+    const saved = snapshots ? await snapshots.load(streams) : new Map<string, SavedState>();
+    const found = await store.readStreams(streams, { after: new Map([...saved].map(([stream, state]) => [stream, state.revision])) });
+    return items.map(
+      (item) =>
+        'prepared' in item &&
+        (saved.get(item.prepared.stream)?.ids.hashOf(item.firstEventId) !== undefined ||
+          (found.get(item.prepared.stream) ?? []).some((e) => e.id === item.firstEventId)),
+    );
   };
   return { prepare, submitBatch, executeBatch, importedCustomerId, customersByEmail, customersStored, storedAlready, user };
 }

@@ -10,6 +10,7 @@ import { rowCommands } from '../../commands/import/rows.ts';
 import { meaningOf } from '../../commands/fingerprint.ts';
 import { commandHash } from '../../commands/ids.ts';
 import { prepareCommand } from '../../commands/prepare.ts';
+import { SNAPSHOT_FORMAT } from '../../commands/snapshots.ts';
 import { commandSchemas } from '../../commands/schemas.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
@@ -258,6 +259,28 @@ describe('import: an address in any case', () => {
     expect(again.rejected).toEqual([]);
     expect(again.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
     expect(await store.readStream(`customer-${importedCustomerId(email)}`)).toHaveLength(1);
+  });
+  it('finds it from the saved state of a long stream, whose events after that state are all that is read', async () => {
+    const email = `Ana.${randomUUID()}@Example.com`;
+    const customerId = importedCustomerId(email);
+    const [register] = rowCommands.customers({ name: 'Ana', email, registered_at: '1997-05-06' }, { customerIdFor: importedCustomerId });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
+    await batch.executeBatch([{ command: register!.command, ctx: { actor, correlationId: 'import:customers:line-2', idempotencyKey: speltKey(email) } }]);
+    const purchases = Array.from({ length: 12 }, (_, i) => ({
+      command: { type: 'RecordPurchase' as const, customerId, orderId: `order-${i}`, amount: 10, currency: 'EUR' },
+      ctx: { actor, correlationId: `purchase-${i}`, idempotencyKey: `purchase-${customerId}-${i}` },
+    }));
+    const bought = await batch.executeBatch(purchases);
+    expect(bought.filter((o) => !o.ok)).toEqual([]);
+    // A handler that reads the stream whole saves its state (more than SNAPSHOT_AFTER_EVENTS events read).
+    await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([purchases[0]!]);
+    const [savedState] = (await store.snapshots!.load([`customer-${customerId}`], SNAPSHOT_FORMAT)).values();
+    // The registration lies before the saved state: only the state's ids can tell it is stored.
+    expect(savedState?.revision).toBeGreaterThanOrEqual(12);
+    const again = await importing(['name,email,registered_at', `Ana,${email},1997-05-06`]);
+    expect(again.rejected).toEqual([]);
+    expect(again.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
+    expect(await store.readStream(`customer-${customerId}`)).toHaveLength(13);
   });
 });
 
