@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectPostgres, createPostgresEventStore } from '../../eventstore/postgres/index.ts';
 import { hasChromium, launchChromium, screenshot, signIn, startConsoleServer, type ConsoleServer } from './support.ts';
 
 /**
@@ -1267,5 +1268,65 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await page.goto(`${crm.url}/#/audit`);
     await eventually(() => page.getByRole('button', { name: 'Open history' }).count()).toBe(1);
     expect(await page.getByRole('button', { name: /^Verify/ }).count()).toBe(0);
+  });
+
+  // Last in the file: the poison event stops the customers projection for good.
+  it('warns of a projection stopped on a poison event on the operations screen, apart from the not-ready reasons (it stays ready)', async () => {
+    // Written past the command layer (as a bug in an older version might have): data no projection can decode.
+    const poisonStream = `customer-${randomUUID()}`;
+    const database = connectPostgres(crm.schemas.url, { max: 2 });
+    let position: bigint;
+    try {
+      const store = await createPostgresEventStore(database, { schema: crm.schemas.events });
+      const appended = await store.appendToStream(poisonStream, [
+        {
+          id: randomUUID(),
+          type: 'CustomerTagged',
+          data: { customerId: poisonStream.slice('customer-'.length), tag: { not: 'a string' } },
+          metadata: {
+            actor: { userId: 'e2e', roles: ['admin'] },
+            correlationId: 'poison',
+            causationId: null,
+            occurredAt: new Date().toISOString(),
+            schemaVersion: 1,
+            command: 'TagCustomer',
+          },
+        },
+      ]);
+      position = appended.position;
+      await store.close();
+    } finally {
+      await database.close();
+    }
+    await eventually(
+      async () => (await crm.api<{ projections: { name: string; state: string }[] }>('/ready')).body.projections.find((p) => p.name === 'customers')?.state,
+    ).toBe('failed');
+
+    const readiness = page.locator('[aria-labelledby=projections-title] [role=status]');
+    const warnings = page.getByTestId('ready-warnings');
+    const shows = async (key: string, warning: string) => {
+      // (Signed in from the tests before, unless this one runs alone.)
+      if (await page.getByRole('button', { name: 'Sign out' }).count()) await page.getByRole('button', { name: 'Sign out' }).click();
+      await signIn(page, crm.url, key);
+      await page.goto(`${crm.url}/#/operations`);
+      await eventually(() => warnings.innerText()).toContain(warning);
+      expect(await warnings.innerText()).toMatch(/^Ready, with warnings:/);
+      // In the status's live region, read out with it; not among the reasons, of which there are none.
+      expect(await readiness.count()).toBe(1);
+      expect(await readiness.locator('[data-testid=ready-warnings]').count()).toBe(1);
+      expect(await readiness.locator('p').first().innerText()).toMatch(/^Status: ready · store head \d+$/);
+      // Still in the table too, its state in red.
+      const row = page
+        .getByTestId('projections')
+        .locator('tr')
+        .filter({ has: page.getByRole('cell', { name: 'customers', exact: true }) });
+      expect(await row.locator('td.overdue').innerText()).toBe('failed');
+    };
+    // A key without the detailed report reads /ready: the projection and position, no stream.
+    await shows(await crm.createKey('analyst'), `projection customers is failed at position ${position} (details: GET /audit/projections`);
+    expect(await warnings.innerText()).not.toContain(poisonStream);
+    // The admin's report names the stream it stopped on.
+    await shows(crm.adminKey, `projection customers is failed at position ${position} (stream ${poisonStream}`);
+    expect(pageErrors).toEqual([]);
   });
 });

@@ -7,7 +7,10 @@ import type { Problem } from '../api.ts';
 interface Ready {
   status: string;
   head: string;
+  /** Why the server is not ready (empty when ready). */
   reasons: string[];
+  /** What an operator must act on that keeps it ready: a projection stopped on a poison event (or stopped). */
+  warnings: string[];
   projections: {
     name: string;
     position: string;
@@ -60,10 +63,26 @@ export const OperationsPage = ({ role, companyWide }: { role: Role; companyWide:
         <ProblemBox problem={ready.problem} />
         {ready.data ? (
           <>
-            <p role="status">
-              Status: <strong>{ready.data.status}</strong> · store head {ready.data.head}
-              {ready.data.reasons.length ? ` · ${ready.data.reasons.join('; ')}` : ''}
-            </p>
+            {/* One live region: the warnings are read out with the status they qualify. */}
+            <div role="status">
+              <p>
+                Status: <strong>{ready.data.status}</strong> · store head {ready.data.head}
+                {ready.data.reasons.length ? ` · ${ready.data.reasons.join('; ')}` : ''}
+              </p>
+              {/* Apart from the reasons: a projection stopped on a poison event keeps the server ready, yet needs a retry or skip. */}
+              {ready.data.warnings.length ? (
+                <div class="warning" data-testid="ready-warnings">
+                  <p>
+                    <strong>{ready.data.status === 'ready' ? 'Ready, with warnings' : 'Warnings, beside the reasons above'}:</strong>
+                  </p>
+                  <ul>
+                    {ready.data.warnings.map((w) => (
+                      <li key={w}>{w}</li>
+                    ))}
+                  </ul>
+                </div>
+              ) : null}
+            </div>
             <Grid aria-labelledby="projections-title" data-testid="projections">
               <Head
                 columns={[
