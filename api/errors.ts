@@ -280,13 +280,25 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
   return new ProblemError('internal', 'Something went wrong on our side; the error was logged.');
 };
 
+/** An error as one line: its class and message, and its cause's message (a driver's own, say) when that is not in it already. */
+const oneLine = (error: unknown): string => {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? error.cause.message : undefined;
+  const line = `${error.name}: ${error.message}`;
+  return cause && !error.message.includes(cause) ? `${line} (cause: ${cause})` : line;
+};
+
 /** The app's error handler: every error leaves as problem+json. */
 export const problemErrorHandler = (error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
   const problem = toProblem(error, request);
   if (problem.status >= 500 && problem.kind === 'internal') {
     request.log.error({ err: error }, 'unhandled error');
   } else if (problem.status >= 500) {
-    request.log.warn({ err: error }, problem.message);
+    // Refused for a passing cause (the database away, the command layer busy): one line per request,
+    // the stack only at debug. With it, each 503 of a database outage wrote about 3 KB and two stack
+    // traces, so the log grew with the traffic refused.
+    request.log.warn({ problem: problem.kind, error: oneLine(error) }, problem.message);
+    request.log.debug({ err: error }, problem.message);
   }
   for (const [name, value] of Object.entries(problem.headers)) reply.header(name, value);
   return reply
