@@ -5,6 +5,7 @@ import { EventStoreUnavailable } from '../eventstore/errors.ts';
 import { describeError } from '../projections/errors.ts';
 import { toIntegrationEvent, type SubscriberRole } from './envelope.ts';
 import type { IntegrationFeed } from './feed.ts';
+import { loggableUrl } from '../shared/loggable-url.ts';
 import { OutageLog, type Log } from '../shared/outage-log.ts';
 import { NATS_PUBLISHER, type IntegrationTables } from './tables.ts';
 import type { Fenced } from './webhook-loop.ts';
@@ -28,6 +29,10 @@ export interface NatsPublisherOptions {
   ackTimeoutMs?: number;
   log?: Log;
 }
+
+/** What an operator checks when publishing fails: NATS itself, or the database the events are read from. */
+const CHECK_NATS = 'that a NATS server with JetStream on listens at CRM_NATS_URL and is reachable from this host';
+const CHECK_DATABASE = 'PostgreSQL (DATABASE_URL), from which the events are read: NATS is not at fault';
 
 /**
  * How often the client pings the server, and how many pings may go unanswered before it takes the
@@ -84,7 +89,13 @@ export class NatsPublisher {
     // The database away is tried again as every loop on it is, at most a second apart, so that publishing
     // resumes once it answers: NATS's longer back-off would be spent waiting on a database that is back.
     const databaseBackoff = createBackoff();
-    const outage = new OutageLog(this.options.log, { failed: 'NATS publisher error; retrying', recovered: 'NATS publisher publishing again' });
+    // The lines name the server (without its credentials) and what to look at: the error alone
+    // ('ConnectionError: connection refused') named neither.
+    const outage = new OutageLog(
+      this.options.log,
+      { failed: 'NATS publisher error; retrying', recovered: 'NATS publisher publishing again' },
+      { server: loggableUrl(this.options.url) },
+    );
     // Looked at on start and again after every failure, before anything is published again:
     // - the stream, created when missing: a NATS server first reached before JetStream was on, or restarted
     //   without its storage, has no stream, and the client reconnects on its own, so the connection is not new;
@@ -123,7 +134,7 @@ export class NatsPublisher {
         // connection is made at once instead.
         if (error instanceof TimeoutError) await this.dropConnection();
         const message = describeError(error);
-        outage.failed(message);
+        outage.failed(message, { check: error instanceof EventStoreUnavailable ? CHECK_DATABASE : CHECK_NATS });
         const delayMs = error instanceof EventStoreUnavailable ? databaseBackoff.next() : retryDelayMs(failures);
         await this.options.tables
           .recordFailure(NATS_PUBLISHER, { error: message, status: null, latencyMs: 0, nextRetryAt: new Date(Date.now() + delayMs), pause: false })

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { sql, type QueryExecutorProvider } from 'kysely';
 import { createBackoff } from '../eventstore/backoff.ts';
+import { OutageLog } from '../shared/outage-log.ts';
 import { isRunning } from '../shared/processes.ts';
 import { ensureSchema, isMissingTable } from '../shared/sql.ts';
 
@@ -104,10 +105,13 @@ export class ProjectionLeases implements LeaseGuard {
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly backoff = createBackoff();
   private id: string;
+  /** Failed renewals: a line when they start failing and one when a round works again (the end was never logged). */
+  private readonly renewals: OutageLog;
 
   constructor(private readonly options: ProjectionLeasesOptions) {
     if (!(options.leaseSeconds > 0)) throw new Error('leaseSeconds must be positive');
     this.id = options.workerId;
+    this.renewals = new OutageLog(options.log, { failed: 'projection lease renewal failed', recovered: 'projection leases renewed again' });
   }
 
   get workerId(): string {
@@ -178,10 +182,11 @@ export class ProjectionLeases implements LeaseGuard {
     try {
       await this.tick();
       this.backoff.reset();
+      this.renewals.recovered({ workerId: this.workerId });
     } catch (error) {
       // Database unreachable: the leases may run out and the fence then stops our batches. Retry soon
       // (not a whole renewal period later), so that the projections move again once it answers.
-      this.options.log?.('projection lease renewal failed', { workerId: this.workerId, error: (error as Error).message });
+      this.renewals.failed((error as Error).message, { workerId: this.workerId });
       if (this.stopped) return;
       this.retryTimer = setTimeout(() => void this.tickSafely(), this.backoff.next());
       this.retryTimer.unref?.();

@@ -758,6 +758,8 @@ export class ProjectionRunner {
         eventId: outcome.failure.eventId,
         position: outcome.failure.position.toString(),
         error: describeError(outcome.failure.cause),
+        // What the operator does about it, with this projection and position filled in (README, "poison events").
+        next: `after a fix, crm projections retry ${p.name}; or leave the event out: crm projections skip ${p.name} --position ${outcome.failure.position} --reason "..."`,
       });
     } else if (outcome.kind === 'skipped') {
       this.failed.add(p.name);

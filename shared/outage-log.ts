@@ -47,13 +47,14 @@ export class OutageLog {
     outage.lastError = error;
   }
 
-  /** A success: ends the outage (logged once, with how long it lasted); nothing when there was none. */
-  recovered(): void {
+  /** A success: ends the outage (logged once, with how long it lasted, and `details`); nothing when there was none. */
+  recovered(details: Record<string, unknown> = {}): void {
     const outage = this.outage;
     if (!outage) return;
     this.outage = undefined;
     this.log?.(this.messages.recovered, {
       ...this.context,
+      ...details,
       failedAttempts: outage.attempts,
       failedForSeconds: Math.round((Date.now() - outage.since) / 100) / 10,
       lastError: outage.lastError,

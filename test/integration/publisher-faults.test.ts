@@ -213,6 +213,11 @@ describe.skipIf(!NATS_BIN)('the NATS publisher under network faults', () => {
     expect(outage).toContain('crm_publisher_state{publisher="nats",kind="nats",state="retrying"} 1');
     expect(await f.reportedState()).toBe('retrying');
     expect(f.logged('NATS publisher error; retrying')).toHaveLength(1);
+    // The line names the server and what to check, not the client's error alone.
+    expect(f.logged('NATS publisher error; retrying')[0]!.details).toMatchObject({
+      server: `nats://127.0.0.1:${f.proxy.port}`,
+      check: expect.stringContaining('CRM_NATS_URL'),
+    });
 
     f.proxy.pass();
     const all = await storedEvents(f.store);

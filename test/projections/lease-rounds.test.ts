@@ -224,6 +224,14 @@ describe('one worker', () => {
     await sql`ALTER TABLE ${sql.id(schema, 'hidden_workers')} RENAME TO ${sql.id(WORKER_TABLE)}`.execute(db);
     await sql`DELETE FROM ${sql.id(schema, WORKER_TABLE)}`.execute(db);
     await eventually(async () => (await workerRows(schema)).length === 1, 'the heartbeat again');
+    // One line when renewals start failing, one when they work again, not one per retry.
+    await eventually(() => logs.some((l) => l.message === 'projection leases renewed again'), 'the recovery line');
+    expect(logs.filter((l) => l.message === 'projection lease renewal failed')).toHaveLength(1);
+    expect(logs.find((l) => l.message === 'projection leases renewed again')!.details).toMatchObject({
+      workerId: 'alpha',
+      failedAttempts: expect.any(Number),
+      lastError: expect.stringContaining('does not exist'),
+    });
     await leases.stop();
     // Stopped: no round runs any more.
     const failures = logs.filter((l) => l.message === 'projection lease renewal failed').length;

@@ -87,7 +87,17 @@ describe.each([{ concurrent: false }, { concurrent: true }])('following the feed
     const failed = await checkpoint(schema, 'fragile');
     expect(failed).toMatchObject({ state: 'failed', position: 6n, failedEventId: 'e7', failedPosition: 7n, failedStream: 'customer-c7' });
     expect(logged('projection stopped on a poison event')).toEqual([
-      { message: 'projection stopped on a poison event', details: { projection: 'fragile', eventId: 'e7', position: '7', error: 'Error: cannot apply e7' } },
+      {
+        message: 'projection stopped on a poison event',
+        details: {
+          projection: 'fragile',
+          eventId: 'e7',
+          position: '7',
+          error: 'Error: cannot apply e7',
+          // The next step, with the projection and position to type.
+          next: 'after a fix, crm projections retry fragile; or leave the event out: crm projections skip fragile --position 7 --reason "..."',
+        },
+      },
     ]);
     expect(runner.currentPositions().get('fragile')).toBe(6n);
 
