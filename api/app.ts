@@ -1,7 +1,7 @@
 import fastifyCors from '@fastify/cors';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ruleFor } from './roles.ts';
@@ -16,7 +16,7 @@ import { createCursorSeal } from './cursor-seal.ts';
 import type { ApiDeps, TrustedProxies } from './deps.ts';
 import { problemErrorHandler } from './errors.ts';
 import { requestIdOf } from './http.ts';
-import { looksSecret } from '../shared/loggable-url.ts';
+import { loggerOptions } from './logger.ts';
 import { createIdempotencyGuard } from './idempotency.ts';
 import { registerJsonBody } from './json-body.ts';
 import { describeApi } from './openapi.ts';
@@ -58,56 +58,6 @@ export type CrmApp = FastifyInstance & {
 
 export type { RouteContext } from './route-context.ts';
 
-/** Paths pino must never print: keys, and personal data should a body ever be logged. */
-export const REDACTED_PATHS = [
-  'req.headers.authorization',
-  'req.headers["idempotency-key"]',
-  'headers.authorization',
-  'key',
-  '*.key',
-  'email',
-  '*.email',
-  'phone',
-  '*.phone',
-  'body',
-  '*.body',
-  'subject',
-  '*.subject',
-];
-
-/** An id a path segment may be: a UUID or a number. */
-const ID_SEGMENT = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9]{1,20})$/i;
-/** A word a route may hold: lower case. One that reads like a token (an API key sent as a segment) is not kept. */
-const WORD_SEGMENT = /^[a-z][a-z0-9._-]{0,63}$/;
-/** A path segment kept in the log: an id, or a word of a route; any other (an address or a key sent as an id) is not. */
-const loggableSegment = (segment: string): boolean => segment === '' || ID_SEGMENT.test(segment) || (WORD_SEGMENT.test(segment) && !looksSecret(segment));
-
-/**
- * Logged request: method and path only; query strings carry searches by name and email, and a path
- * segment that is neither a word nor an id is logged as `[redacted]` (`GET /customers/<an email>`
- * logged the address).
- */
-const requestSerializer = (request: FastifyRequest) => ({
-  method: request.method,
-  url: request.url
-    .split('?')[0]!
-    .split('/')
-    .map((segment) => (loggableSegment(segment) ? segment : '[redacted]'))
-    .join('/'),
-  route: request.routeOptions?.url,
-  apiKeyId: request.apiKey?.id,
-});
-
-const loggerOptions = (logger: ApiDeps['logger']): FastifyServerOptions['logger'] => {
-  if (logger === undefined || logger === false) return false;
-  const base = logger === true ? {} : (logger as Record<string, unknown>);
-  return {
-    ...base,
-    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-    serializers: { req: requestSerializer, ...((base.serializers as object | undefined) ?? {}) },
-  };
-};
-
 /** Fastify's form of trusted proxies: the addresses as they are; a hop count as the test of each hop (as proxy-addr reads a number). */
 const trustedProxies = (trusted: TrustedProxies): string[] | ((address: string, hop: number) => boolean) =>
   typeof trusted === 'number' ? (_address, hop) => hop < trusted : trusted;
@@ -134,7 +84,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   );
   const app = Fastify({
     serverFactory: backPressure.serverFactory,
-    logger: loggerOptions(deps.logger),
+    // The process's one logger when given (crm serve, whose runtime parts log through it too), else options.
+    ...loggerOptions(deps.logger),
     genReqId: requestIdOf,
     // The client address the limits of requests without a valid key count (api/rate-limit.ts): behind a
     // load balancer every client was the balancer's one address, and one keyless client locked all out.

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import type { FastifyServerOptions } from 'fastify';
 import type { EventStore } from '../eventstore/contract.ts';
 import type { SqlDatabase } from '../shared/sql.ts';
@@ -127,8 +128,8 @@ export interface ApiDeps {
   audit: AuditServices;
   /** Webhook subscriptions and publisher status (integration/). */
   integration: IntegrationServices;
-  /** Fastify/pino logger options; false (the default) keeps tests quiet. */
-  logger?: FastifyServerOptions['logger'];
+  /** The process's logger (api/logger.ts), or Fastify/pino logger options; false (the default) keeps tests quiet. */
+  logger?: FastifyServerOptions['logger'] | Logger;
   /** The demo data `crm serve` loads in the background: /ready is not ready until it is loaded. */
   demoLoad?: { status(): BackgroundLoadStatus };
   /** Bounds past which new commands get 503 (api/back-pressure.ts); defaults there. */

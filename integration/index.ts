@@ -5,7 +5,7 @@ import { ProjectionLeases } from '../projections/leases.ts';
 import { createDestinationGuard, type DestinationGuard } from './destinations.ts';
 import { IntegrationPublishers, PUBLISHERS_PARTITION, readPublisherStatus, type NatsSettings, type PublisherStatus } from './publishers.ts';
 import type { SubscriberRole } from './envelope.ts';
-import { withoutRepeats } from '../shared/outage-log.ts';
+import { withoutRepeats, type Log } from '../shared/outage-log.ts';
 import { newWebhookSecret } from './signing.ts';
 import { createPublisherStatusView } from './reporting.ts';
 import { integrationTables, type IntegrationTables } from './tables.ts';
@@ -54,7 +54,7 @@ export interface IntegrationOptions {
   policy?: Partial<DeliveryPolicy>;
   /** Which addresses webhook deliveries may connect to; by default public ones only. */
   destinations?: DestinationGuard;
-  log?: (message: string, details?: Record<string, unknown>) => void;
+  log?: Log;
 }
 
 export interface Integration {

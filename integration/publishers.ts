@@ -8,7 +8,7 @@ import { lagReader } from '../projections/status.ts';
 import type { SubscriberRole } from './envelope.ts';
 import { createIntegrationFeed, type IntegrationFeed } from './feed.ts';
 import type { NatsPublisher } from './nats-publisher.ts';
-import { OutageLog } from '../shared/outage-log.ts';
+import { OutageLog, type Log } from '../shared/outage-log.ts';
 import { integrationTables, NATS_PUBLISHER, type IntegrationTables, type PublisherRow, type ReportedPublisherState } from './tables.ts';
 import { DEFAULT_DELIVERY_POLICY, unfenced, WebhookLoop, type DeliveryPolicy, type Fenced } from './webhook-loop.ts';
 
@@ -39,7 +39,7 @@ export interface PublishersOptions {
   leases?: LeaseGuard;
   /** How often subscriptions and the lease are looked at (new, changed, deleted subscriptions). */
   reconcileEveryMs?: number;
-  log?: (message: string, details?: Record<string, unknown>) => void;
+  log?: Log;
 }
 
 /** What /ready, /metrics, the CLI and the API show per publisher. */

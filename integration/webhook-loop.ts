@@ -7,7 +7,7 @@ import type { IntegrationFeed } from './feed.ts';
 import type { DestinationGuard } from './destinations.ts';
 import { WebhookClient } from './http-post.ts';
 import { loggableUrl } from '../shared/loggable-url.ts';
-import { OutageLog } from '../shared/outage-log.ts';
+import { OutageLog, type Log } from '../shared/outage-log.ts';
 import { signWebhook } from './signing.ts';
 import { webhookPublisherName, type DeliveryAttempt, type IntegrationTables, type WebhookSubscription } from './tables.ts';
 
@@ -63,7 +63,7 @@ export interface WebhookLoopDeps {
   fenced: Fenced;
   /** Which addresses deliveries may connect to (integration/destinations.ts). */
   destinations: DestinationGuard;
-  log?: (message: string, details?: Record<string, unknown>) => void;
+  log?: Log;
 }
 
 type Success = Omit<DeliveryAttempt, 'at'>;
@@ -296,11 +296,15 @@ export class WebhookLoop {
       if (pause) {
         // Enabling it again starts a new series of attempts.
         this.retry = undefined;
-        this.deps.log?.(gone ? 'webhook subscription paused: the endpoint is gone' : 'webhook subscription paused: retries ran out', {
-          subscription: subscription.id,
-          eventId,
-          error,
-        });
+        this.deps.log?.(
+          gone ? 'webhook subscription paused: the endpoint is gone' : 'webhook subscription paused: retries ran out',
+          {
+            subscription: subscription.id,
+            eventId,
+            error,
+          },
+          'error',
+        );
         return 'paused';
       }
       const retryAt = Date.now() + delay;

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { sql, type QueryExecutorProvider } from 'kysely';
 import { createBackoff } from '../eventstore/backoff.ts';
-import { OutageLog } from '../shared/outage-log.ts';
+import { OutageLog, type Log } from '../shared/outage-log.ts';
 import { isRunning } from '../shared/processes.ts';
 import { ensureSchema, isMissingTable } from '../shared/sql.ts';
 
@@ -93,7 +93,7 @@ export interface ProjectionLeasesOptions {
   renewEveryMs?: number;
   /** Called after a tick that acquired or lost leases (the runner resubscribes for acquired ones). */
   onChange?: (change: LeaseChange) => void;
-  log?: (message: string, details?: Record<string, unknown>) => void;
+  log?: Log;
 }
 
 export class ProjectionLeases implements LeaseGuard {

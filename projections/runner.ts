@@ -34,7 +34,7 @@ import { createBackoff, pause } from '../eventstore/backoff.ts';
 import type { Projection } from './projection.ts';
 import { readProjectionStatus, type ProjectionStatus } from './status.ts';
 import { ANALYZE_MIN_CHANGED_ROWS, AnalyzeSchedule, analyzeTables } from './statistics.ts';
-import { OutageLog } from '../shared/outage-log.ts';
+import { OutageLog, type Log } from '../shared/outage-log.ts';
 
 export interface BatchOptions {
   /** Most events per batch (bufferTime's count). */
@@ -76,7 +76,7 @@ export interface ProjectionRunnerOptions {
    * composition passes `rebuildProjections` so the old model keeps serving while the new one builds.
    */
   onVersionChange?: (names: string[]) => Promise<void>;
-  log?: (message: string, details?: Record<string, unknown>) => void;
+  log?: Log;
   /**
    * Scale-out (projections/leases.ts): run only the projections whose lease this worker holds, and
    * check the lease inside each batch transaction so a worker that lost it cannot commit.
@@ -253,11 +253,15 @@ export class ProjectionRunner {
         'kept outside the database (crm verify --chain --anchors-file <file>), then rebuild the read models from the events (crm rebuild).';
       await markAheadOfStore(db, schema, projection, error);
       this.failed.add(projection);
-      this.options.log?.("projection checkpoint past the event store's last event; not following the feed", {
-        projection,
-        position: position.toString(),
-        head: head.toString(),
-      });
+      this.options.log?.(
+        "projection checkpoint past the event store's last event; not following the feed",
+        {
+          projection,
+          position: position.toString(),
+          head: head.toString(),
+        },
+        'error',
+      );
     }
     return failed;
   }
@@ -361,10 +365,14 @@ export class ProjectionRunner {
     this.failed.add(p.name);
     if (this.superseded.has(p.name)) return;
     this.superseded.add(p.name);
-    this.options.log?.('projection stopped here: another version of the CRM rebuilt its read model', {
-      projection: p.name,
-      error: supersededBecause(built, p),
-    });
+    this.options.log?.(
+      'projection stopped here: another version of the CRM rebuilt its read model',
+      {
+        projection: p.name,
+        error: supersededBecause(built, p),
+      },
+      'error',
+    );
   }
 
   /**
@@ -753,14 +761,18 @@ export class ProjectionRunner {
     if (outcome.kind === 'applied' && this.analyzeSchedule.record(p.name, applied)) this.refreshStatistics(p);
     if (outcome.kind === 'poison') {
       this.failed.add(p.name);
-      this.options.log?.('projection stopped on a poison event', {
-        projection: p.name,
-        eventId: outcome.failure.eventId,
-        position: outcome.failure.position.toString(),
-        error: describeError(outcome.failure.cause),
-        // What the operator does about it, with this projection and position filled in (README, "poison events").
-        next: `after a fix, crm projections retry ${p.name}; or leave the event out: crm projections skip ${p.name} --position ${outcome.failure.position} --reason "..."`,
-      });
+      this.options.log?.(
+        'projection stopped on a poison event',
+        {
+          projection: p.name,
+          eventId: outcome.failure.eventId,
+          position: outcome.failure.position.toString(),
+          error: describeError(outcome.failure.cause),
+          // What the operator does about it, with this projection and position filled in (README, "poison events").
+          next: `after a fix, crm projections retry ${p.name}; or leave the event out: crm projections skip ${p.name} --position ${outcome.failure.position} --reason "..."`,
+        },
+        'error',
+      );
     } else if (outcome.kind === 'skipped') {
       this.failed.add(p.name);
     } else if (outcome.kind === 'superseded') {

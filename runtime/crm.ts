@@ -43,6 +43,7 @@ import { createImportJobs } from '../commands/import/jobs.ts';
 import { createImportJobRecords } from '../api/import-job-records.ts';
 import { ClosingSteps } from './closing.ts';
 import { describeDatabase, type CrmConfig } from './config.ts';
+import type { Logger } from 'pino';
 
 /** Largest `POST /imports` body (spooled to a temporary file, never held in memory). */
 const IMPORT_MAX_BYTES = 1024 ** 3;
@@ -351,6 +352,12 @@ export interface OpenOptions {
    * and left three new schemas of tables behind).
    */
   installedOnly?: boolean;
+  /**
+   * The process's one logger (`crm serve`, `crm project`: api/logger.ts): each part logs through a
+   * child naming it, as JSON at its level under LOG_LEVEL. Without it (the other commands, whose
+   * stdout may carry their output) the parts write plain lines to stderr.
+   */
+  logger?: Logger;
   /** What tests and benchmarks vary; production leaves it unset. */
   overrides?: RuntimeOverrides;
 }
@@ -400,11 +407,13 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
   const overrides = options.overrides ?? {};
   const closing = new ClosingSteps();
   const close = () => closing.close();
-  /** Lines of a part of the runtime to stderr, timed and named (the HTTP logger is not built yet), unless silent. */
-  const partLog = (part: string): Log | undefined =>
-    config.logLevel === 'silent'
-      ? undefined
-      : (message, details) => process.stderr.write(`${new Date().toISOString()} ${part}: ${message} ${JSON.stringify(details ?? {})}\n`);
+  /** Lines of a part of the runtime: through the process's logger under the part's name, else to stderr, timed and named; none when silent. */
+  const partLog = (part: string): Log | undefined => {
+    if (config.logLevel === 'silent') return undefined;
+    const logger = options.logger?.child({ part });
+    if (logger) return (message, details, level = 'info') => logger[level](details ?? {}, message);
+    return (message, details) => process.stderr.write(`${new Date().toISOString()} ${part}: ${message} ${JSON.stringify(details ?? {})}\n`);
+  };
   try {
     const database = await openDatabase(config, { poolMax: overrides.poolMax, existingOnly: options.existingOnly === true });
     closing.add('pool', () => database.close());
@@ -510,9 +519,13 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     /** Views others built on the reporting views that a re-creation or a swap could not make again (or materialized ones it dropped). */
     const sayNotRestored = (views: string[]) => {
       if (views.length > 0)
-        partLog('reporting views')?.('views built on the reporting views are gone (a column they read is gone, or a materialized view): make them anew', {
-          views,
-        });
+        partLog('reporting views')?.(
+          'views built on the reporting views are gone (a column they read is gone, or a materialized view): make them anew',
+          {
+            views,
+          },
+          'warn',
+        );
     };
     const runner: ProjectionRunner = new ProjectionRunner({
       db: database.db,
@@ -524,7 +537,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       leases,
       sharedBatches: true,
       ...(options.servesCommands ? { batch: { maxCoalescedEvents: readAheadUnder(config.backPressure.maxProjectionBacklog) } } : {}),
-      // Faults and poison events reach the operator (the HTTP logger is not built yet here).
+      // Faults and poison events reach the operator.
       log: partLog('projections'),
       // A projection whose code changed is rebuilt in a shadow schema while the old tables keep serving.
       onVersionChange: async (names) => {
@@ -604,6 +617,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         partLog('projections')?.(
           "autovacuum is off on this PostgreSQL server: the read models' rewritten rows are not reclaimed and their tables grow; turn it on (ALTER SYSTEM SET autovacuum = on; SELECT pg_reload_conf()) or run VACUUM ANALYZE on the read schema regularly",
           { schema: config.schemas.read },
+          'warn',
         );
     };
     /** Every step done: the projections, publishers and chain sealer run. */

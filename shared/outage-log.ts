@@ -1,5 +1,11 @@
-/** How a retrying loop reports to the process's log (runtime/crm.ts writes each line to stderr). */
-export type Log = (message: string, details?: Record<string, unknown>) => void;
+/** How bad a line is: `error` wants an operator's act, `warn` trouble that may pass, `info` the rest. */
+export type LogLevel = 'error' | 'warn' | 'info';
+
+/**
+ * How a part of the runtime (a retrying loop, the projections) reports to the process's log
+ * (runtime/crm.ts: the process's logger under the part's name, honouring LOG_LEVEL). Level `info` when left out.
+ */
+export type Log = (message: string, details?: Record<string, unknown>, level?: LogLevel) => void;
 
 /** Within one outage, a different error is logged again at most this often. */
 const CHANGED_ERROR_EVERY_MS = 60_000;
@@ -30,19 +36,23 @@ export class OutageLog {
     const outage = this.outage;
     if (!outage) {
       this.outage = { since: now, attempts: 1, lastError: error, loggedAt: now };
-      this.log?.(this.messages.failed, { ...this.context, ...details, error });
+      this.log?.(this.messages.failed, { ...this.context, ...details, error }, 'warn');
       return;
     }
     outage.attempts++;
     if (error !== outage.lastError && now - outage.loggedAt >= CHANGED_ERROR_EVERY_MS) {
       outage.loggedAt = now;
-      this.log?.(this.messages.failed, {
-        ...this.context,
-        ...details,
-        error,
-        attempts: outage.attempts,
-        failingForSeconds: Math.round((now - outage.since) / 1000),
-      });
+      this.log?.(
+        this.messages.failed,
+        {
+          ...this.context,
+          ...details,
+          error,
+          attempts: outage.attempts,
+          failingForSeconds: Math.round((now - outage.since) / 1000),
+        },
+        'warn',
+      );
     }
     outage.lastError = error;
   }
@@ -72,7 +82,7 @@ const REPEAT_EVERY_MS = 5 * 60_000;
 export function withoutRepeats(log: Log | undefined): Log | undefined {
   if (!log) return undefined;
   const seen = new Map<string, { at: number; left: number }>();
-  return (message, details) => {
+  return (message, details, level) => {
     const now = Date.now();
     const last = seen.get(message);
     if (last && now - last.at < REPEAT_EVERY_MS) {
@@ -80,6 +90,6 @@ export function withoutRepeats(log: Log | undefined): Log | undefined {
       return;
     }
     seen.set(message, { at: now, left: 0 });
-    log(message, last && last.left > 0 ? { ...details, repeatsLeftOut: last.left } : details);
+    log(message, last && last.left > 0 ? { ...details, repeatsLeftOut: last.left } : details, level);
   };
 }

@@ -35,7 +35,10 @@ code 124.`,
       throw new UsageError(`--worker-id must be 1 to 128 letters, digits or . _ : @ - (got "${workerId.slice(0, 60)}")`);
     }
     const { openCrm } = await import('../../runtime/crm.ts');
-    const runtime = await openWhenDatabaseAnswers(run, () => openCrm(run.config, { holdSetUpLock: true, workerId, existingOnly: true }));
+    const { createProcessLogger } = await import('../../api/logger.ts');
+    // The worker's one logger: its parts' lines as JSON on stdout, under LOG_LEVEL.
+    const logger = createProcessLogger(run.config.logLevel);
+    const runtime = await openWhenDatabaseAnswers(run, () => openCrm(run.config, { holdSetUpLock: true, workerId, existingOnly: true, logger }));
     const deadline = armShutdownDeadline({ signal: run.signal, timeoutMs: run.config.shutdown.timeoutMs, err: run.err, pending: () => runtime.pendingClose() });
     try {
       await runtime.startProjections();

@@ -117,6 +117,10 @@ CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code
     // Loaded on use, so that `--help` stays instant.
     const { openCrm } = await import('../../runtime/crm.ts');
     const { ensureAdminKey } = await import('../../api/auth/api-keys.ts');
+    const { createProcessLogger } = await import('../../api/logger.ts');
+    // One logger for the process: requests and the runtime's parts as JSON lines on stdout, under
+    // LOG_LEVEL; what is said to a person (the banner, the demo load, the stop) goes to stderr.
+    const logger = createProcessLogger(config.logLevel);
     /** What is still to close, for a stop past CRM_SHUTDOWN_TIMEOUT_MS: the HTTP side, the demo load, then the runtime's steps. */
     const closing = { http: false, demo: false, runtime: undefined as CrmRuntime | undefined };
     const deadline = armShutdownDeadline({
@@ -130,7 +134,7 @@ CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code
       port === 0
         ? undefined
         : (latest: () => string) => listenWhileWaiting(config.http.host, port, latest, (error) => listenRefused(config.http.host, port, error));
-    const runtime = await openWhenDatabaseAnswers(run, () => openCrm(config, { holdSetUpLock: true, servesCommands: true }), {
+    const runtime = await openWhenDatabaseAnswers(run, () => openCrm(config, { holdSetUpLock: true, servesCommands: true, logger }), {
       ...(whileWaiting ? { whileWaiting } : {}),
     }).catch((error: unknown) => {
       deadline.disarm();
@@ -146,7 +150,7 @@ CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code
       else await runtime.prepareReadModels();
       const tracker = demo ? new DemoLoadTracker(demo.plan.length) : undefined;
       const app = await runtime.buildApi({
-        logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
+        logger: config.logLevel === 'silent' ? false : logger,
         ...(tracker ? { demoLoad: tracker } : {}),
       });
       closing.http = true;
@@ -156,30 +160,30 @@ CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code
         throw listenRefused(config.http.host, port, error);
       });
       const url = address.replace('[::1]', 'localhost').replace('127.0.0.1', 'localhost');
-      run.out('');
-      run.out(`CRM is running on ${describeDatabase(config)}${config.eventStore.kind === 'eventstoredb' ? ' with events in EventStoreDB' : ''}.`);
-      run.out(`  API:   ${url}`);
-      run.out(`  Docs:  ${url}/docs  (OpenAPI: ${url}/openapi.json)`);
-      run.out(`  Console: ${url}/  (the web console; sign in with an API key)`);
+      run.err('');
+      run.err(`CRM is running on ${describeDatabase(config)}${config.eventStore.kind === 'eventstoredb' ? ' with events in EventStoreDB' : ''}.`);
+      run.err(`  API:   ${url}`);
+      run.err(`  Docs:  ${url}/docs  (OpenAPI: ${url}/openapi.json)`);
+      run.err(`  Console: ${url}/  (the web console; sign in with an API key)`);
       if (admin.generatedKey) {
-        run.out(`  Admin key (generated on first start, shown only now; store it): ${admin.generatedKey}`);
+        run.err(`  Admin key (generated on first start, shown only now; store it): ${admin.generatedKey}`);
       } else if (config.adminKey) {
-        run.out('  Admin key: the value of CRM_ADMIN_KEY');
+        run.err('  Admin key: the value of CRM_ADMIN_KEY');
       } else {
         // The embedded database takes one process: the command would be refused while this one runs.
         const create = 'crm api-key create --role admin --name me';
-        run.out(
+        run.err(
           `  Admin key: the one printed on the first start (or create one: ${config.database.kind === 'pglite' ? `stop the server, run ${create}, start it again` : create})`,
         );
       }
-      run.out(`  Try:   curl -H "Authorization: Bearer <admin key>" ${url}/customers?limit=3`);
-      run.out('Press Ctrl-C to stop.');
+      run.err(`  Try:   curl -H "Authorization: Bearer <admin key>" ${url}/customers?limit=3`);
+      run.err('Press Ctrl-C to stop.');
       // The API answers at once; the demo data streams in behind it through the same command handlers.
       let loading: Promise<void> = Promise.resolve();
       if (demo) {
         closing.demo = true;
         const { plan, state } = demo;
-        run.out(
+        run.err(
           `${state === 'partial' ? 'Resuming' : 'Loading'} demo data in the background (seed ${config.demo.seed}, ${config.demo.customers} customers, ${plan.length} commands; first start only); the read models fill in once it is loaded...`,
         );
         const progress = createProgress({ label: 'demo', total: plan.length, unit: 'commands' });
@@ -203,7 +207,7 @@ CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code
               if (result.interrupted) progress.done([refusals, 'the next start resumes it'].filter(Boolean).join('; '), 'stopped');
               else progress.done(refusals);
               tracker?.update({ state: result.interrupted ? 'interrupted' : 'loaded' });
-              if (!result.interrupted) run.out(`Demo data loaded (${result.executed} commands); the read models are catching up (GET /ready).`);
+              if (!result.interrupted) run.err(`Demo data loaded (${result.executed} commands); the read models are catching up (GET /ready).`);
             },
             (error: unknown) => {
               tracker?.update({ state: 'failed', lastError: (error as Error).message });

@@ -23,16 +23,20 @@ const env = {
   CRM_PROJECTIONS: 'off',
   CRM_PROJECTION_LEASE_SECONDS: '2',
   PORT: '0',
-  LOG_LEVEL: 'warn',
+  // Lease changes are logged at info.
+  LOG_LEVEL: 'info',
 };
 
 /** `crm project --worker-id <id>`, output collected. */
 class Worker {
+  /** Its log: JSON lines, one per part's line. */
+  stdout = '';
   stderr = '';
   readonly exited: Promise<number | null>;
   private readonly child: ChildProcess;
   constructor(readonly id: string) {
     this.child = spawn(process.execPath, [CRM_BIN, 'project', '--worker-id', id], { cwd: tmpdir(), env: cleanEnv(env) });
+    this.child.stdout!.on('data', (chunk: Buffer) => (this.stdout += chunk.toString()));
     this.child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
     this.exited = new Promise((resolve) => this.child.on('close', (code) => resolve(code)));
   }
@@ -60,7 +64,7 @@ describe('crm project workers', () => {
   it('split the projections, show their leases in GET /audit/projections, and take over a killed worker’s share', async () => {
     const api = new Server(tmpdir(), env);
     processes.push(api);
-    const [, url] = await api.waitFor(/API:\s+(http:\/\/\S+)/);
+    const [, url] = await api.waitFor(/API:\s+(http:\/\/\S+)/, 60_000, 'stderr');
     const one = new Worker('worker-one');
     processes.push(one);
     await one.running();
@@ -103,10 +107,14 @@ describe('crm project workers', () => {
     const client = new pg.Client({ connectionString: schemas.url });
     await client.connect();
     const { rows } = await client.query<{ on: string }>(`SELECT current_setting('autovacuum') AS on`).finally(() => client.end());
-    if (rows[0]?.on === 'off') expect(one.stderr).toContain('autovacuum is off on this PostgreSQL server');
-    else expect(one.stderr).not.toContain('autovacuum is off');
-    // The take-over is in worker-one's log: the read models worker-two held, acquired.
-    const changes = [...one.stderr.matchAll(/projections: projection leases changed (\{.*\})/g)].map((m) => JSON.parse(m[1]!) as { acquired: string[] });
+    if (rows[0]?.on === 'off') expect(one.stdout).toContain('autovacuum is off on this PostgreSQL server');
+    else expect(one.stdout).not.toContain('autovacuum is off');
+    // The take-over is in worker-one's log (JSON lines on stdout, each naming its part): the read models worker-two held, acquired.
+    const logged = one.stdout
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { part?: string; msg: string; acquired?: string[] });
+    const changes = logged.filter((l) => l.part === 'projections' && l.msg === 'projection leases changed').map((l) => ({ acquired: l.acquired ?? [] }));
     const taken = split.filter((p) => p.owner === 'worker-two').map((p) => p.name);
     expect(changes.flatMap((c) => c.acquired)).toEqual(expect.arrayContaining(taken));
 
@@ -146,12 +154,12 @@ describe('crm project workers', () => {
     try {
       const first = new Server(folder, embedded);
       processes.push(first);
-      await first.waitFor(/API:\s+(http:\/\/\S+)/);
+      await first.waitFor(/API:\s+(http:\/\/\S+)/, 60_000, 'stderr');
       first.kill(); // no release: the leases stay in the database until they run out
       await first.exited;
       const second = new Server(folder, embedded);
       processes.push(second);
-      const [, url] = await second.waitFor(/API:\s+(http:\/\/\S+)/);
+      const [, url] = await second.waitFor(/API:\s+(http:\/\/\S+)/, 60_000, 'stderr');
       const headers = { authorization: `Bearer ${env.CRM_ADMIN_KEY}`, 'content-type': 'application/json' };
       const created = await fetch(`${url}/customers`, { method: 'POST', headers, body: JSON.stringify({ name: 'Ada Lovelace', email: 'ada@example.com' }) });
       expect(created.status, second.stderr).toBe(201);

@@ -30,9 +30,12 @@ describe('API replicas and a projection worker', () => {
     const apiB = new Server(tmpdir(), env);
     const worker = new Server(tmpdir(), env, 'project');
     processes.push(apiA, apiB, worker);
-    const [[, urlA], [, urlB]] = await Promise.all([apiA.waitFor(/API:\s+(http:\/\/\S+)/), apiB.waitFor(/API:\s+(http:\/\/\S+)/)]);
+    const [[, urlA], [, urlB]] = await Promise.all([
+      apiA.waitFor(/API:\s+(http:\/\/\S+)/, 60_000, 'stderr'),
+      apiB.waitFor(/API:\s+(http:\/\/\S+)/, 60_000, 'stderr'),
+    ]);
     await worker.waitFor(/Projections are running/, 60_000, 'stderr');
-    expect(apiA.stdout).toContain('Admin key: the value of CRM_ADMIN_KEY');
+    expect(apiA.stderr).toContain('Admin key: the value of CRM_ADMIN_KEY');
 
     const headers = { authorization: `Bearer ${env.CRM_ADMIN_KEY}`, 'content-type': 'application/json' };
     const created = await fetch(`${urlA}/customers`, {

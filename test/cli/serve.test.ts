@@ -43,14 +43,17 @@ describe('crm serve on an empty folder', () => {
 
   it('starts, prints the URL, the docs URL and a generated admin key, and loads the demo data', async () => {
     const server = start();
-    const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/);
-    expect(server.stdout).toMatch(/Docs:\s+http:\/\/\S+\/docs/);
-    adminKey = (await server.waitFor(/Admin key \(generated on first start[^:]*: (crm_\S+)/))[1]!;
+    const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 60_000, 'stderr');
+    expect(server.stderr).toMatch(/Docs:\s+http:\/\/\S+\/docs/);
+    adminKey = (await server.waitFor(/Admin key \(generated on first start[^:]*: (crm_\S+)/, 60_000, 'stderr'))[1]!;
 
     expect((await get(`${url}/health`)).body).toEqual({ status: 'ok' });
     expect((await get(`${url}/customers`)).status).toBe(401);
 
-    await server.waitFor(/Demo data loaded/);
+    await server.waitFor(/Demo data loaded/, 60_000, 'stderr');
+    // stdout is the log, JSON lines only; what is said to a person (the banner, the demo load) is on stderr.
+    expect(server.stdout).not.toContain('API:');
+    for (const line of server.stdout.split('\n').filter(Boolean)) expect(() => JSON.parse(line), line).not.toThrow();
     // Read your writes: wait until the read models have applied everything up to the store's head.
     const head = await poll('the projections to start', async () => {
       const ready = (await get(`${url}/ready`)).body;
@@ -93,13 +96,13 @@ describe('crm serve on an empty folder', () => {
   it('starts again on the same folder with the same data, no second demo load and no new admin key', async () => {
     expect(adminKey).not.toBe('');
     const server = start();
-    const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/);
+    const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 60_000, 'stderr');
     const head = await poll('the projections', async () => {
       const ready = (await get(`${url}/ready`)).body;
       return ready.status === 'ready' ? String(ready.head) : undefined;
     });
-    expect(server.stdout).not.toContain('Admin key (generated');
-    expect(server.stdout).not.toContain('demo data');
+    expect(server.stderr).not.toContain('Admin key (generated');
+    expect(server.stderr).not.toContain('demo data');
 
     const customer = await get(`${url}/customers/${firstCustomer}?waitFor=${head}`, adminKey);
     expect(customer.status).toBe(200);

@@ -48,8 +48,8 @@ export const startConsoleServer = async (label: string, customers = 60): Promise
     LOG_LEVEL: 'warn',
   });
   try {
-    const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 120_000);
-    await server.waitFor(/Demo data loaded/, 240_000);
+    const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 120_000, 'stderr');
+    await server.waitFor(/Demo data loaded/, 240_000, 'stderr');
     const api = async <T>(path: string, key = adminKey, init: RequestInit = {}) => {
       const response = await fetch(`${url}${path}`, {
         ...init,

@@ -74,7 +74,7 @@ const envFor = (schemas: ReturnType<typeof testSchemas>, url: string) => ({
 const startServer = async (env: Record<string, string>) => {
   const server = new Server(tmpdir(), env);
   servers.push(server);
-  const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 90_000);
+  const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 90_000, 'stderr');
   return { server, url: url!, listeningAt: Date.now() };
 };
 

@@ -58,7 +58,7 @@ describe('the demo load of crm serve while the database fails', () => {
       schemaEnv(schemas, { DATABASE_URL: proxied, CRM_DEMO: '1', CRM_DEMO_CUSTOMERS: String(CUSTOMERS), CRM_ADMIN_KEY: ADMIN_KEY, PORT: '0' }),
     );
     servers.push(server);
-    const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 90_000);
+    const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 90_000, 'stderr');
     const ready = async (): Promise<Ready> => (await fetch(`${url}/ready`, { signal: AbortSignal.timeout(5_000) })).json() as Promise<Ready>;
     await server.waitFor(/demo [\d,]+\/[\d,]+ commands/, 60_000, 'stderr');
 
@@ -90,7 +90,7 @@ describe('the demo load of crm serve while the database fails', () => {
     proxy.pass();
     expect(server.running, server.stderr).toBe(true);
 
-    await server.waitFor(/Demo data loaded/, 180_000);
+    await server.waitFor(/Demo data loaded/, 180_000, 'stderr');
     const done = await poll(
       '/ready',
       async () => {

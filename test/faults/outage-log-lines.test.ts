@@ -31,28 +31,33 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A worker through the proxy, its projections running. */
 const startWorker = async (): Promise<Server> => {
-  const worker = new Server(tmpdir(), schemaEnv(schemas, { DATABASE_URL: proxy.urlThrough(TEST_DATABASE_URL), CRM_SHUTDOWN_TIMEOUT_MS: '8000' }), 'project');
+  const worker = new Server(
+    tmpdir(),
+    schemaEnv(schemas, { DATABASE_URL: proxy.urlThrough(TEST_DATABASE_URL), CRM_SHUTDOWN_TIMEOUT_MS: '8000', LOG_LEVEL: 'info' }),
+    'project',
+  );
   workers.push(worker);
   await worker.waitFor(/Projections are running/, 60_000, 'stderr');
   return worker;
 };
 
-const RETRIES = /projections: .*(resubscribing|retrying)/;
+// The worker's log: JSON lines on stdout, each naming its part.
+const RETRIES = /"part":"projections".*"msg":"[^"]*(resubscribing|retrying)"/;
 
 describe('crm project logging a database outage', () => {
   it('logs one line when the projections lose the database and one when they have it back', async () => {
     const worker = await startWorker();
-    const before = worker.stderr.length;
+    const before = worker.stdout.length;
     proxy.refuse();
     await pause(5_000);
     proxy.pass();
-    const outage = worker.stderr.slice(before);
+    const outage = worker.stdout.slice(before);
     // Retries every second at most: about five attempts, one line; the chain sealer (a seal a second) one too.
     expect(lines(outage, RETRIES), outage).toHaveLength(1);
-    expect(lines(outage, /chain sealer: /), outage).toEqual([expect.stringMatching(/chain sealer: sealing failed/)]);
-    await worker.waitFor(/projections: projection feed resubscribed .*"failedAttempts":\d+/, 15_000, 'stderr');
-    await worker.waitFor(/chain sealer: sealing again .*"failedAttempts":\d+/, 15_000, 'stderr');
-    expect(lines(worker.stderr.slice(before), RETRIES), worker.stderr).toHaveLength(1);
+    expect(lines(outage, /"part":"chain sealer"/), outage).toEqual([expect.stringMatching(/"level":40,.*"msg":"sealing failed/)]);
+    await worker.waitFor(/"part":"projections".*"failedAttempts":\d+.*"msg":"projection feed resubscribed"/, 15_000, 'stdout');
+    await worker.waitFor(/"part":"chain sealer".*"failedAttempts":\d+.*"msg":"sealing again"/, 15_000, 'stdout');
+    expect(lines(worker.stdout.slice(before), RETRIES), worker.stdout).toHaveLength(1);
     expect(await worker.stop('SIGTERM'), worker.stderr).toBe(0);
   }, 60_000);
 
@@ -61,9 +66,9 @@ describe('crm project logging a database outage', () => {
     // Stalled: the loops wait on the link until the stop gives up on them and closes the pool under them.
     proxy.stall();
     await pause(2_000);
-    const stopAt = worker.stderr.length;
+    const stopAt = { out: worker.stdout.length, err: worker.stderr.length };
     await worker.stop('SIGTERM');
-    const stopping = worker.stderr.slice(stopAt);
+    const stopping = worker.stdout.slice(stopAt.out) + worker.stderr.slice(stopAt.err);
     // The stall is an outage (its start may be logged once, here after the signal); the pool closed
     // under the loops by the stop is our own doing, no failure: no retries logged, no destroyed driver.
     expect(lines(stopping, RETRIES).length, stopping).toBeLessThanOrEqual(1);

@@ -102,7 +102,7 @@ describe('a server started while the database refuses', () => {
       proxy.pass();
       await server.waitFor(/The database answers after \d+ s; starting\./, 60_000, 'stderr');
       if (command === 'serve') {
-        const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 60_000);
+        const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 60_000, 'stderr');
         expect((await fetch(`${url}/health`)).status).toBe(200);
       } else {
         await server.waitFor(/Projections are running/, 60_000, 'stderr');
@@ -129,7 +129,7 @@ describe('a server started while the database refuses', () => {
     expect(command.headers.get('content-type')).toBe('application/problem+json');
     expect(((await command.json()) as { detail: string }).detail).toContain('Nothing was done');
     proxy.pass();
-    await server.waitFor(/API:\s+http:\/\/\S+/, 60_000);
+    await server.waitFor(/API:\s+http:\/\/\S+/, 60_000, 'stderr');
     // The API itself now: a key is asked for.
     expect((await fetch(`${base}/customers`)).status).toBe(401);
     expect(await server.stop('SIGTERM'), server.stderr).toBe(0);

@@ -59,7 +59,7 @@ const exitWithin = async (server: Server, ms: number): Promise<number | null | '
 const startServe = async (env: Record<string, string>) => {
   const server = new Server(tmpdir(), { ...env, CRM_ADMIN_KEY: ADMIN_KEY, PORT: '0' });
   servers.push(server);
-  const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 90_000);
+  const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 90_000, 'stderr');
   return { server, url: url! };
 };
 
@@ -160,7 +160,7 @@ describe('npm start stopping on SIGTERM', () => {
       ['npm', 'start', '--silent'],
     );
     servers.push(server);
-    const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 90_000);
+    const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 90_000, 'stderr');
     const { port } = new URL(url!);
 
     await server.stop('SIGTERM');
