@@ -15,6 +15,7 @@ import { aggregateFolders, streamOf, type Folder } from './aggregates.ts';
 import { compactState, CompactIds, hashPrefix } from './compact-state.ts';
 import { addressOf, claimEmails, emailToClaim } from './email-uniqueness.ts';
 import { customerIdUnder, eventIdFor } from './ids.ts';
+import { fieldsDiffering } from './fingerprint.ts';
 import { ioTurns } from '../shared/io-turns.ts';
 import { LruMap } from '../shared/lru.ts';
 import type { CommandContext } from './index.ts';
@@ -58,6 +59,9 @@ export type BatchOutcome =
  * A command validated and stamped, ready to be decided (or why it was refused). Preparing needs no
  * I/O and no stream state, so the importer prepares the next batch while the previous one is stored.
  */
+/** Fields of a stream's state that steps after its creation move: not a difference of the creating row. */
+const MOVED_BY_LATER_STEPS: ReadonlySet<string> = new Set(['stage', 'stageEnteredAt', 'status', 'completed']);
+
 export type PreparedItem = { prepared: PreparedCommand; firstEventId: string } | { refused: unknown };
 
 /**
@@ -363,6 +367,25 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     return typeof storedAt === 'string' && isSameInstant(storedAt, p.metadata.occurredAt);
   };
 
+  /**
+   * The command's fields that differ from what its stream holds now (an import's refusal names them):
+   * compared with the folded state at hand, no read. None for a forgotten customer, whose data is
+   * erased; nor the steps a row's own later commands take (a won deal's stage, a launched campaign's
+   * status), which the state holds and the creating command does not.
+   */
+  const storedDifferences = (p: PreparedCommand, state: unknown): string[] => {
+    const held = state as Record<string, unknown> & { forgotten?: boolean; orders?: Record<string, unknown>; refunds?: Record<string, unknown> };
+    if (held.forgotten) return [];
+    const record =
+      p.type === 'RecordPurchase'
+        ? held.orders?.[p.command.orderId as string]
+        : p.type === 'RefundPurchase'
+          ? held.refunds?.[p.command.refundId as string]
+          : held;
+    if (record === null || typeof record !== 'object') return [];
+    return fieldsDiffering(p.command, record as Record<string, unknown>).filter((field) => !MOVED_BY_LATER_STEPS.has(field));
+  };
+
   /** One pass: decide every command on the current states; returns the appends and the outcomes. */
   const decideAll = async (
     streams: Map<string, Held>,
@@ -404,7 +427,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
             CompactIds.sameCommand(firstHash, p.metadata.commandHash) ||
             p.earlierHashes?.().some((h) => CompactIds.sameCommand(firstHash, h)) ||
             (p.untimedHashes?.().some((h) => CompactIds.sameCommand(firstHash, h)) && (await storedAtSameTime(p, firstEventIds[i]!)));
-          if (!same) throw new IdempotencyConflict(firstEventIds[i]!, p.stream);
+          if (!same) throw new IdempotencyConflict(firstEventIds[i]!, p.stream, storedDifferences(p, w.state));
           const eventIds = [firstEventIds[i]!];
           for (let n = 1; hashOf(w, eventIdFor(p.stream, p.metadata.idempotencyKey!, n)) !== undefined; n++)
             eventIds.push(eventIdFor(p.stream, p.metadata.idempotencyKey!, n));

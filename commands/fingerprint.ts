@@ -71,3 +71,15 @@ export const meaningOf = (command: Record<string, unknown>): Record<string, unkn
   if (meaning.type === 'SubmitFeedback' && meaning.priority === 'normal') delete meaning.priority;
   return meaning;
 };
+
+/**
+ * The fields of a command whose meaning differs from the record the store holds for it (the
+ * aggregate's state, or the order a purchase recorded): what an import's "imported before with
+ * different values" names. Only fields the record holds under the same name are compared, so a
+ * difference it cannot see (a time the state does not keep) names nothing.
+ */
+export const fieldsDiffering = (command: Record<string, unknown>, stored: Record<string, unknown>): string[] => {
+  // Absent, null and an empty object alike, as in meaningOfObject.
+  const meaning = (key: string, value: unknown): string => JSON.stringify(meaningOfObject({ [key]: value })[key] ?? null);
+  return Object.keys(command).filter((key) => key !== 'type' && Object.hasOwn(stored, key) && meaning(key, command[key]) !== meaning(key, stored[key]));
+};

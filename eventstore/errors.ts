@@ -34,6 +34,8 @@ export class IdempotencyConflict extends EventStoreError {
   constructor(
     readonly eventId: string,
     readonly stream: string,
+    /** The command's fields that differ from what the stream holds, where the caller could tell (an import names them). */
+    readonly differsIn: readonly string[] = [],
   ) {
     super(`Event ${eventId} was already appended to ${stream} with different content`);
   }

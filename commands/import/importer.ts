@@ -181,6 +181,18 @@ const describeRefusal = (error: DomainError, at?: RefusedAt): string => {
 };
 
 /**
+ * The columns of a row imported before whose values differ from the stored record, each with the
+ * file's cell quoted as other refusals quote a refused cell. The stored value is not shown: the report
+ * (kept with an HTTP import's job, printed by the CLI) quotes the file and never what the store holds.
+ */
+const differingColumns = (error: IdempotencyConflict, at?: RefusedAt): string => {
+  const columns = at ? error.differsIn.map((field) => columnOf(at.type, [field], at.row)).filter((file) => file !== undefined) : [];
+  if (columns.length === 0) return '';
+  const inFile = columns.map(({ column, value }) => `${column} (${value === undefined || value === '' ? 'empty' : shown(value)} in this file)`);
+  return ` in ${inFile.join(', ')}`;
+};
+
+/**
  * Why a row was refused, naming the file's column (the command's field when the row is not known);
  * anything else is a fault and propagates.
  */
@@ -193,8 +205,7 @@ export const rowReason = (error: unknown, at?: RefusedAt): string | undefined =>
     // that key again, and the campaign keeps the first (as the API refuses the second with a 409).
     if (at?.type === 'RecordCampaignResponse')
       return "row: this customer's response of this kind to this campaign is recorded already (a campaign keeps one response of each kind per customer, the first; in the file or imported before)";
-    const changed =
-      'row: imported before with different values (a row is imported once and the stored one stays; change it through the API where it can be: a purchase is corrected with a refund)';
+    const changed = `row: imported before with different values${differingColumns(error, at)} (a row is imported once and the stored one stays; change it through the API where it can be: a purchase is corrected with a refund)`;
     // The owner is part of what the row means: one that came from the run is a likely difference, and not in the file to see.
     if (at?.defaultOwner === undefined) return changed;
     return `${changed}; its owner_id is empty and took the default owner ${at.defaultOwner}: if it came in with another default owner, or none (a customer then has no owner; an earlier version gave such deals the owner "import"), it keeps that one`;

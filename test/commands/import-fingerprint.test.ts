@@ -83,6 +83,38 @@ describe('import: a row imported before is known by what it means', () => {
     expect(await store.readStream(`customer-${importedCustomerId(email)}`)).toHaveLength(1);
   });
 
+  it('names the columns a row imported before changes, quoting the file as other refusals do and never the stored value', async () => {
+    const email = `${randomUUID()}@example.com`;
+    const orderId = `o-${randomUUID()}`;
+    await importing(['name,email,phone,company,registered_at', `Ada,${email},0049170,Acme,1997-05-06T08:00:00Z`]);
+    await importing(['order_id,customer_email,amount,currency,occurred_at', `${orderId},${email},12.50,EUR,1997-06-01T00:00:00Z`]);
+    // A spreadsheet dropped the phone's leading zeros, and the name was corrected by hand.
+    const changed = await importing(['name,email,phone,company,registered_at', `Ada L.,${email},49170,Acme,1997-05-06T08:00:00Z`]);
+    expect(changed.rejected).toEqual([
+      {
+        line: 2,
+        reason: expect.stringMatching(/^row: imported before with different values in name \("Ada L." in this file\), phone \("49170" in this file\) \(a row/),
+      },
+    ]);
+    expect(changed.rejected[0]!.reason).not.toContain('0049170');
+    const emptied = await importing(['name,email,phone,company,registered_at', `Ada,${email},0049170,,1997-05-06T08:00:00Z`]);
+    expect(emptied.rejected[0]!.reason).toMatch(/^row: imported before with different values in company \(empty in this file\) \(/);
+    const amount = await importing(['order_id,customer_email,amount,currency,occurred_at', `${orderId},${email},13,EUR,1997-06-01T00:00:00Z`]);
+    expect(amount.rejected[0]!.reason).toMatch(/^row: imported before with different values in amount \("13" in this file\) \(/);
+    // A time the stored state does not keep: the row is refused as before, naming nothing it cannot tell.
+    const time = await importing(['name,email,phone,company,registered_at', `Ada,${email},0049170,Acme,1997-05-06T09:00:00Z`]);
+    expect(time.rejected[0]!.reason).toMatch(/^row: imported before with different values \(a row/);
+    // A won deal's state is at stage won, which its opening was not: only the changed title is named.
+    const dealId = randomUUID();
+    const deals = (title: string) => [
+      'deal_id,customer_email,title,amount,owner_id,expected_close_date,stage,status,opened_at,closed_at',
+      `${dealId},${email},${title},100,sam,1998-06-30,proposal,won,1998-01-01,1998-02-01`,
+    ];
+    expect((await importing(deals('Fleet'))).outcome).toMatchObject({ imported: 1, rejected: 0 });
+    const retitled = await importing(deals('Fleet 2'));
+    expect(retitled.rejected[0]!.reason).toMatch(/^row: imported before with different values in title \("Fleet 2" in this file\) \(/);
+  });
+
   it('refuses an NDJSON line that leaves out the time its file dates its lines with, as a CSV row with the cell empty', async () => {
     const email = `${randomUUID()}@example.com`;
     await importing(['name,email,registered_at', `Ada,${email},1997-01-01`]);
