@@ -2,6 +2,7 @@ import { hash as digest } from 'node:crypto';
 import { IsoDateTimeText, normaliseEmail } from '../../domain/shared.ts';
 import { earlierOf, inUtc, isWellBefore } from '../../domain/time.ts';
 import { createdIdFor } from '../ids.ts';
+import { terminalText } from '../../shared/terminal-text.ts';
 import { commandSchemas, type CommandType } from '../schemas.ts';
 
 /**
@@ -204,12 +205,28 @@ const idText = (row: Row, ...names: string[]): string | undefined => {
  */
 const word = (row: Row, ...names: string[]): string | undefined => text(row, ...names)?.toLowerCase();
 
-const parseBoolean = (value: unknown): unknown => {
+/**
+ * The words a yes/no column reads, in any case: German and French Excel write its TRUE and FALSE as
+ * WAHR/FALSCH and VRAI/FAUX, and save them so.
+ */
+const YES = ['true', 'yes', 'y', '1', 'wahr', 'vrai'];
+const NO = ['false', 'no', 'n', '0', 'falsch', 'faux'];
+
+/**
+ * A yes/no column: one of the words above, or an NDJSON value as it is (the schema refuses one that is
+ * no boolean). Other text is refused naming the column and what it reads: the schema's `expected
+ * boolean, received string` did not say that `1` or `yes` would do.
+ */
+const booleanOf = (row: Row, ...names: string[]): unknown => {
+  const value = cell(row, ...names);
   if (typeof value !== 'string') return value;
   const v = value.toLowerCase();
-  if (['true', 'yes', 'y', '1'].includes(v)) return true;
-  if (['false', 'no', 'n', '0'].includes(v)) return false;
-  return value; // left as text: the schema names the field and refuses it
+  if (YES.includes(v)) return true;
+  if (NO.includes(v)) return false;
+  const column = names.find((name) => cell(row, name) !== undefined)!;
+  throw new RowRejected(
+    `${column}: ${terminalText(JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value))} is not a yes or no; write ${YES.join(', ')} or ${NO.join(', ')} (in any case)`,
+  );
 };
 
 /**
@@ -416,7 +433,7 @@ const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
     tags: list(row, 'tags') ?? [],
     // Left out when the file has none (it used to read `import`, which an export then wrote as the source).
     ...(text(row, 'source') ? { source: text(row, 'source') } : {}),
-    marketingConsent: parseBoolean(cell(row, 'marketing_consent', 'consent')) ?? false,
+    marketingConsent: booleanOf(row, 'marketing_consent', 'consent') ?? false,
   };
   // No owner in the file nor a default: a customer without an owner, as one registered by a service key.
   const ownerId = ownerOf(row, options);
@@ -700,7 +717,7 @@ const costs = (row: Row, options: RowOptions = {}): RowCommand[] => {
     amount,
     currency: currencyOf(row, options),
     description,
-    allowOverBudget: parseBoolean(cell(row, 'allow_over_budget')) ?? true,
+    allowOverBudget: booleanOf(row, 'allow_over_budget') ?? true,
   };
   return [withTime('RecordCampaignCost', fields, occurredAt, keyOf('costs', `${campaignId}:${natural}`))];
 };

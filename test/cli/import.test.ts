@@ -101,7 +101,7 @@ describe('crm import', () => {
     expect(report[1]!.reason).toContain('name');
     expect(report[2]!.reason).toContain('number of fields');
     // The file's column, where it named the command's field (marketingConsent).
-    expect(report[3]!.reason).toContain('marketing_consent: ""maybe"" is refused');
+    expect(report[3]!.reason).toContain('marketing_consent: ""maybe"" is not a yes or no; write true, yes, y, 1, wahr, vrai or false');
     expect(await eventCount()).toBe(3);
     // Every column of that file is read: nothing to warn of.
     expect(result.stderr).not.toContain('columns not read');

@@ -386,13 +386,19 @@ describe('customer rows', () => {
     expect(both.command).toMatchObject({ customerId: CUSTOMER, marketingConsent: false, occurredAt: '1990-01-01T00:00:00.000Z' });
   });
 
-  it('reads consent as yes/no words in any case, keeps NDJSON booleans, and leaves other text for the schema to refuse', () => {
+  it("reads consent as yes/no words in any case, German and French Excel's included, keeps NDJSON booleans, and refuses other text saying what it reads", () => {
     const consent = (value: unknown) => one('customers', { name: 'Ada', email: ADA, marketing_consent: value }).command.marketingConsent;
-    for (const yes of ['true', 'TRUE', 'yes', 'Yes', 'y', 'Y', '1', true]) expect({ yes, consent: consent(yes) }).toEqual({ yes, consent: true });
-    for (const no of ['false', 'False', 'no', 'NO', 'n', '0', false]) expect({ no, consent: consent(no) }).toEqual({ no, consent: false });
-    expect(consent('maybe')).toBe('maybe');
+    for (const yes of ['true', 'TRUE', 'yes', 'Yes', 'y', 'Y', '1', 'WAHR', 'Wahr', 'VRAI', 'vrai', true])
+      expect({ yes, consent: consent(yes) }).toEqual({ yes, consent: true });
+    for (const no of ['false', 'False', 'no', 'NO', 'n', '0', 'FALSCH', 'falsch', 'FAUX', 'Faux', false])
+      expect({ no, consent: consent(no) }).toEqual({ no, consent: false });
+    expect(() => consent('maybe')).toThrow(
+      new RowRejected('marketing_consent: "maybe" is not a yes or no; write true, yes, y, 1, wahr, vrai or false, no, n, 0, falsch, faux (in any case)'),
+    );
+    expect(() => consent('\u009b31m')).toThrow(/^marketing_consent: "\\u009b31m" is not a yes or no/);
+    // An NDJSON value that is no boolean is the schema's to refuse, naming the field.
     expect(consent(2)).toBe(2);
-    expect(refusedFields(one('customers', { name: 'Ada', email: ADA, marketing_consent: 'maybe' }).command)).toEqual(['marketingConsent']);
+    expect(refusedFields(one('customers', { name: 'Ada', email: ADA, marketing_consent: 2 }).command)).toEqual(['marketingConsent']);
   });
 
   it('keys a customer row by its email alone, so the other columns may change', () => {
@@ -1227,7 +1233,9 @@ describe('campaign cost rows', () => {
     expect(one('costs', { ...row, allow_over_budget: 'TRUE' }).command.allowOverBudget).toBe(true);
     expect(one('costs', { ...row, allow_over_budget: false }).command.allowOverBudget).toBe(false);
     expect(one('costs', { ...row, allow_over_budget: ' ' }).command.allowOverBudget).toBe(true);
-    expect(refusedFields(one('costs', { ...row, allow_over_budget: 'maybe' }).command)).toEqual(['allowOverBudget']);
+    expect(one('costs', { ...row, allow_over_budget: 'FALSCH' }).command.allowOverBudget).toBe(false);
+    expect(one('costs', { ...row, allow_over_budget: 'vrai' }).command.allowOverBudget).toBe(true);
+    expect(rejection('costs', { ...row, allow_over_budget: 'maybe' })).toMatch(/^allow_over_budget: "maybe" is not a yes or no; write true, yes/);
   });
 
   it('names the bad fields of a cost', () => {
