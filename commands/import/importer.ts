@@ -9,7 +9,7 @@ import { ioTurns } from '../../shared/io-turns.ts';
 import { LruMap } from '../../shared/lru.ts';
 import { terminalText } from '../../shared/terminal-text.ts';
 import { unkeyedCustomerId } from '../ids.ts';
-import type { ImportRecord } from './parse.ts';
+import { isUnnamedColumn, type ImportRecord } from './parse.ts';
 import { checkDefaultOwner } from './default-owner.ts';
 import {
   columnOf,
@@ -526,6 +526,8 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
             'the file needs a header row naming its columns. Nothing was imported.',
         );
       if (counts.rows <= COLUMNS_FROM_ROWS) for (const column of Object.keys(record.row)) fileColumns.add(column);
+      // A value under a header cell left empty, in any row: the header bounds those columns.
+      else for (const column of Object.keys(record.row)) if (isUnnamedColumn(column)) fileColumns.add(column);
       datedAlike(record.row);
       let items: PreparedItem[];
       let types: CommandType[];
@@ -573,7 +575,8 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   await stored();
   const kind = counts.kind ?? options.kind;
   // Named as the file spells them, but storable: a header holding NUL made the job's record unsavable.
-  // An empty header cell (a spreadsheet's trailing `;;`) names no column: nothing to report.
+  // An NDJSON key that is empty once normalised names no column: nothing to report. (A CSV header's
+  // empty cell is an unnamed column, in a row only where it holds a value: parse.ts unnamedColumn.)
   const unreadColumns = [
     ...new Set([...fileColumns].filter((column) => column !== '' && !readColumns.has(column) && !(kind && knownColumns[kind].has(column))).map(storableForm)),
   ].sort();

@@ -61,13 +61,22 @@ const fitted = (record: Row, context: InfoRecord & Pick<InfoCallback, 'columns'>
   if (error.code !== 'CSV_RECORD_INCONSISTENT_COLUMNS' || !Array.isArray(columns) || !Array.isArray(cells))
     return { record, wrongLength: true, paddingBreaks: 0 };
   if (cells.length < columns.length) {
-    const unnamed = columns.slice(cells.length).every((column) => 'name' in column && column.name === '');
+    const unnamed = columns.slice(cells.length).every((column) => 'name' in column && isUnnamedColumn(column.name));
     return { record, wrongLength: !unnamed, paddingBreaks: 0 };
   }
   const padding = cells.slice(columns.length);
   const empty = padding.every((cell) => typeof cell === 'string' && cell.trim() === '');
   return { record, wrongLength: !empty, paddingBreaks: empty ? lineBreaksIn(padding) : 0 };
 };
+
+/**
+ * The name a header cell left empty (`name;email;registered_at;`) is read under, by its position: with
+ * spaces, which no normalised column name has, so no command reads it, and the import reports it among
+ * the columns not read where a row holds a value there (which was dropped without a word). A row's empty
+ * cells under it are left out of the row: a spreadsheet's padding says nothing.
+ */
+export const unnamedColumn = (position: number): string => `a column without a header (column ${position})`;
+export const isUnnamedColumn = (column: string): boolean => column.startsWith('a column without a header (');
 
 /** A parsed CSV record, with the line it ends on and csv-parse's count of blank lines then. */
 interface NumberedRecord extends FittedRecord {
@@ -333,6 +342,12 @@ const namedColumns = (headers: string[]): string[] => {
 /** CSV with a header row; rows are streamed (backpressure reaches the file or socket). */
 async function* csvRecords(file: Readable, numberColumns: ReadonlySet<string>): AsyncGenerator<ImportRecord> {
   const { delimiter, linesBefore, stream: input } = await readingHeader(file);
+  // The header's columns without a name (unnamedColumn).
+  const unnamedColumns: string[] = [];
+  const unnamed = (name: string): string => {
+    unnamedColumns.push(name);
+    return name;
+  };
   const headerLine = linesBefore + 1;
   const parser = input.pipe(
     new NumberingParser(
@@ -343,7 +358,8 @@ async function* csvRecords(file: Readable, numberColumns: ReadonlySet<string>): 
         // meets for the whole file, and a file edited on Windows, Linux and an old Mac was read as one
         // row (CR LF first: a CR followed by an LF is one line end, not two).
         record_delimiter: ['\r\n', '\n', '\r'],
-        columns: (headers: string[]) => namedColumns(headers).map((name) => (name === '__proto__' ? PROTO_COLUMN : name)),
+        columns: (headers: string[]) =>
+          namedColumns(headers).map((name, i) => (name === '__proto__' ? PROTO_COLUMN : name === '' ? unnamed(unnamedColumn(i + 1)) : name)),
         // A row of delimiters only (`,,,`, as spreadsheets leave below the data) says nothing: skipped as a blank line.
         skip_records_with_empty_values: true,
         skip_empty_lines: true,
@@ -365,6 +381,7 @@ async function* csvRecords(file: Readable, numberColumns: ReadonlySet<string>): 
   let emptySoFar = 0;
   for await (const numbered of parser as AsyncIterable<NumberedRecord>) {
     ownProtoColumn(numbered.record);
+    for (const column of unnamedColumns) if (numbered.record[column] === '') delete numbered.record[column];
     unguard(numbered.record);
     const ambiguous = readDecimalCommas(numbered.record, numberColumns, delimiter);
     const { wrongLength } = numbered;

@@ -2,7 +2,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { ImportEncoding } from '../../commands/import/encoding.ts';
 import { MAX_JSON_DEPTH } from '../../commands/import/rows.ts';
-import { MAX_ROW_CHARS, parseRecords, type ImportFormat, type ImportRecord } from '../../commands/import/parse.ts';
+import { MAX_ROW_CHARS, parseRecords, unnamedColumn, type ImportFormat, type ImportRecord } from '../../commands/import/parse.ts';
 
 /** The reason of a row with another number of fields than the header. */
 const unreadable = 'row: the number of fields differs from the header';
@@ -192,9 +192,19 @@ describe('CSV files', () => {
     // Under a padded header, a row may leave out the empty header cells' cells, not a named column's.
     expect(await records('name;email;;\nAda;ada@example.com\nGrace;grace@example.com;\nLin\n', 'csv')).toEqual([
       { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
-      { line: 3, row: { name: 'Grace', email: 'grace@example.com', '': '' } },
+      { line: 3, row: { name: 'Grace', email: 'grace@example.com' } },
       { line: 4, unreadable },
     ]);
+  });
+
+  it('reads a value under a header cell left empty under that column, by its position, and leaves the empty ones out', async () => {
+    const file = ['name;email;;registered_at;', 'Ada;ada@example.com;;2024-01-01;call back!', 'Lin;lin@example.com;x;;', 'Bob;bob@example.com; ;;'].join('\n');
+    expect(await records(file, 'csv')).toEqual([
+      { line: 2, row: { name: 'Ada', email: 'ada@example.com', registered_at: '2024-01-01', [unnamedColumn(5)]: 'call back!' } },
+      { line: 3, row: { name: 'Lin', email: 'lin@example.com', [unnamedColumn(3)]: 'x', registered_at: '' } },
+      { line: 4, row: { name: 'Bob', email: 'bob@example.com', registered_at: '' } },
+    ]);
+    expect(unnamedColumn(5)).toBe('a column without a header (column 5)');
   });
 
   it('gives a row with a quoted line break the line it starts on, and reads rows split across chunks', async () => {

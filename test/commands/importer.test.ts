@@ -713,6 +713,18 @@ describe('import: the kind of file', () => {
     // Empty header cells at the end (a spreadsheet's `;;`) name no column: nothing to report.
     const trailing = await importing(batch, csv(['name,email,,', 'Eve Empty,eve-empty@example.com,,']));
     expect(trailing.outcome).toMatchObject({ kind: 'customers', imported: 1, rejected: 0, unreadColumns: [] });
+    // A value typed under one is named by its position: it was dropped without a word. The rows come in, as with any column not read.
+    const typed = await importing(
+      batch,
+      csv(['name;email;registered_at;', 'Tom Typed;tom-typed@example.com;2024-01-01;call back!', 'Una Untyped;una-untyped@example.com;2024-01-01;']),
+    );
+    expect(typed.outcome).toMatchObject({ kind: 'customers', imported: 2, rejected: 0, unreadColumns: ['a column without a header (column 4)'] });
+    // In any row, not only those whose columns make the file's.
+    const late = Array.from({ length: 1_001 }, (_, i) => `Late ${i},late-${i}@example.com,${i === 1_000 ? 'note' : ''}`);
+    expect((await importing(batch, csv(['name,email,', ...late]))).outcome).toMatchObject({
+      imported: 1_001,
+      unreadColumns: ['a column without a header (column 3)'],
+    });
     // A column of the kind that no row needed (a deactivation's, on active customers only) is not unknown.
     const active = await importing(batch, csv(['name,email,status,deactivated_at,deactivation_reason', 'Ann Active,ann-active@example.com,active,,']));
     expect(active.outcome).toMatchObject({ kind: 'customers', imported: 1, unreadColumns: [] });
