@@ -943,10 +943,15 @@ export const importColumns: Record<ImportKind, string> = {
 
 /**
  * Columns an export of the kind writes that an import has no use for: `merged_into` says which primary
- * a merged duplicate's order counts for, while the order stays on the duplicate (`customer_id`).
- * Read back without being named as columns not read.
+ * a merged duplicate's order counts for, while the order stays on the duplicate (`customer_id`); an
+ * activity's `logged_by` is who logged it, the actor of its event, which a command does not take: an
+ * activity imported is logged by whoever imports it. Read back without being named as columns not read.
  */
-const exportedOnlyColumns: Partial<Record<ImportKind, readonly string[]>> = { purchases: ['merged_into'], refunds: ['merged_into'] };
+const exportedOnlyColumns: Partial<Record<ImportKind, readonly string[]>> = {
+  purchases: ['merged_into'],
+  refunds: ['merged_into'],
+  activities: ['logged_by'],
+};
 
 /**
  * The columns each kind documents (importColumns), as names: columns read only in some rows (a

@@ -312,6 +312,12 @@ describe('import: rows, batches and counts', () => {
     const again = await importing(batch(), csv(file));
     expect(again.outcome).toMatchObject({ imported: 3, alreadyPresent: 3, rejected: 1 });
     expect(await store.readStream(`activity-${done}`)).toHaveLength(2);
+    // The export's logged_by is who logged it, the event's actor, which no command takes: known, not a column not read.
+    const exported = await importing(
+      batch(),
+      csv(['activity_id,customer_email,kind,subject,occurred_at,logged_by', `${randomUUID()},${c0},note,Hi,2024-04-01,sam`]),
+    );
+    expect(exported.outcome).toMatchObject({ imported: 1, rejected: 0, unreadColumns: [] });
   });
 
   it('decides an activity on its parent as the store holds it now, not as this handler last read it', async () => {
