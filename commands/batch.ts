@@ -55,13 +55,13 @@ export type BatchOutcome =
   /** `alreadyDone`: the command's events were stored before (a re-import, or a resumed one), or it decided none (its effect was there). */
   { ok: true; stream: string; eventIds: string[]; alreadyDone: boolean } | { ok: false; error: unknown };
 
+/** Fields of a stream's state that steps after its creation move: not a difference of the creating row. */
+const MOVED_BY_LATER_STEPS: ReadonlySet<string> = new Set(['stage', 'stageEnteredAt', 'status', 'completed']);
+
 /**
  * A command validated and stamped, ready to be decided (or why it was refused). Preparing needs no
  * I/O and no stream state, so the importer prepares the next batch while the previous one is stored.
  */
-/** Fields of a stream's state that steps after its creation move: not a difference of the creating row. */
-const MOVED_BY_LATER_STEPS: ReadonlySet<string> = new Set(['stage', 'stageEnteredAt', 'status', 'completed']);
-
 export type PreparedItem = { prepared: PreparedCommand; firstEventId: string } | { refused: unknown };
 
 /**
