@@ -234,6 +234,7 @@ const booleanOf = (row: Row, ...names: string[]): unknown => {
  * (commands/import/parse.ts reads them so when the file's delimiter is a semicolon).
  */
 export const NUMBER_COLUMNS: ReadonlySet<string> = new Set(['amount', 'budget', 'probability', 'probability_override', 'revenue', 'csat', 'nps']);
+const PROBABILITY_COLUMNS: ReadonlySet<string> = new Set(['probability', 'probability_override']);
 
 /**
  * A number column: plain decimals (`12`, `-3`, `12.50`), or an NDJSON number as it is. Anything else
@@ -245,6 +246,12 @@ const numberOf = (row: Row, column: string): unknown => {
   if (typeof value !== 'string') return value;
   const n = Number(value);
   if (Number.isFinite(n) && /^-?\d+(\.\d+)?$/.test(value)) return n;
+  // A spreadsheet's percentage cell (`25%`): a probability is a fraction, which the advice below does not say.
+  const percent = PROBABILITY_COLUMNS.has(column) ? /^(\d+(?:[.,]\d+)?)\s*%$/.exec(value) : null;
+  if (percent) {
+    const fraction = Number((Number(percent[1]!.replace(',', '.')) / 100).toFixed(6));
+    throw new RowRejected(`${column}: ${JSON.stringify(value)} is a percentage; write a probability as a fraction between 0 and 1 (${fraction})`);
+  }
   throw new RowRejected(
     `${column}: ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)} is not a number; write it as 1234.50 (1234,50 in a file separated by semicolons or tabs), without thousands separators, a currency sign or spaces`,
   );

@@ -782,6 +782,15 @@ describe('deal rows', () => {
     expect(rejection('deals', { ...base, probability: 'high' })).toMatch(/^probability: "high" is not a number/);
   });
 
+  it("refuses a spreadsheet's percentage as a probability, saying the fraction to write", () => {
+    expect(rejection('deals', { ...base, probability: '25%' })).toBe(
+      'probability: "25%" is a percentage; write a probability as a fraction between 0 and 1 (0.25)',
+    );
+    expect(rejection('deals', { ...base, probability_override: '12,5 %' })).toMatch(/^probability_override: "12,5 %" is a percentage; .* \(0\.125\)$/);
+    // An amount keeps the advice about numbers.
+    expect(rejection('deals', { ...base, amount: '25%' })).toMatch(/^amount: "25%" is not a number/);
+  });
+
   it('records a won deal as a second command on the deal the first creates, at its closing time', () => {
     const [open, won] = rowCommands.deals({ ...base, status: 'WON', closed_at: '1997-12-01' });
     expect(won).toStrictEqual({
