@@ -1,13 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createBatchCommands } from '../../commands/batch.ts';
 import { runImport, type RejectedRow } from '../../commands/import/importer.ts';
 import { parseRecords } from '../../commands/import/parse.ts';
-import type { EventStore } from '../../eventstore/contract.ts';
-import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
-import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
-import { testSchemas } from '../support/postgres.ts';
+import { commandStoreFor } from '../support/command-store.ts';
 import { TEST_CUSTOMER_ID_KEY, importedCustomerId } from '../support/fixtures.ts';
 
 /**
@@ -15,26 +12,12 @@ import { TEST_CUSTOMER_ID_KEY, importedCustomerId } from '../support/fixtures.ts
  * control character in a one-line cell (a name, a title, a tag) refuses the row, naming its line,
  * its column and the code point; a note's body keeps its line breaks and tabs.
  */
-const schemas = testSchemas('import_controls');
-let database: SqlDatabase;
-let store: EventStore;
-let personalData: PersonalData;
-
-beforeAll(async () => {
-  database = connectPostgres(schemas.url, { max: 4 });
-  store = await createPostgresEventStore(database, { schema: schemas.events });
-  personalData = await createPersonalData(database.db, { schema: schemas.events });
-});
-afterAll(async () => {
-  await store?.close();
-  await database?.close();
-  await schemas.dropSchemas();
-});
+const opened = commandStoreFor('import_controls');
 
 const importing = async (lines: string[]) => {
   const rejected: RejectedRow[] = [];
   const outcome = await runImport(
-    createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
+    createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: opened.store, personalData: opened.personalData }),
     parseRecords(Readable.from([lines.join('\n')]), 'csv'),
     { actor: { userId: 'crm-import', roles: ['admin'] }, onRejected: (row) => void rejected.push(row) },
   );
@@ -64,8 +47,9 @@ describe('an import', () => {
       { line: 7, reason: 'company: "x\\u0085y" is refused: contains the control character U+0085 at position 2 (a line break: this field takes one line)' },
       { line: 8, reason: 'tags: "vip;gold\\u009b" is refused: contains the control character U+009B at position 5' },
     ]);
-    for (const refused of [bell, escape, lineBreak, nextLine, inTag]) expect(await store.readStream(`customer-${importedCustomerId(refused)}`)).toEqual([]);
-    expect(await store.readStream(`customer-${importedCustomerId(fine)}`)).toHaveLength(1);
+    for (const refused of [bell, escape, lineBreak, nextLine, inTag])
+      expect(await opened.store.readStream(`customer-${importedCustomerId(refused)}`)).toEqual([]);
+    expect(await opened.store.readStream(`customer-${importedCustomerId(fine)}`)).toHaveLength(1);
   });
 
   it('keeps tabs and line breaks in a note, and refuses its other control characters', async () => {
