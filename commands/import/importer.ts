@@ -7,7 +7,6 @@ import { MAX_STREAMS_PER_APPEND } from '../../eventstore/contract.ts';
 import { streamsOf, type BatchCommands, type BatchOutcome, type PreparedItem } from '../batch.ts';
 import { ioTurns } from '../../shared/io-turns.ts';
 import { LruMap } from '../../shared/lru.ts';
-import { terminalText } from '../../shared/terminal-text.ts';
 import { unkeyedCustomerId } from '../ids.ts';
 import { isUnnamedColumn, type ImportRecord } from './parse.ts';
 import { checkDefaultOwner } from './default-owner.ts';
@@ -19,6 +18,7 @@ import {
   FORMER_KEYS,
   importKinds,
   RowRejected,
+  shownValue,
   knownColumns,
   rowCommands,
   takesDefaultOwner,
@@ -122,20 +122,6 @@ export interface RefusedAt {
 }
 
 /**
- * A cell's value as a reason quotes it. JSON escapes C0 controls only: DEL, C1 controls (U+009B opens
- * a terminal's control sequence as ESC [ does) and direction controls are escaped too, as the report
- * reaches a terminal or a spreadsheet.
- */
-const shown = (value: unknown): string => {
-  // A number as itself: JSON has no Infinity or NaN, and NDJSON's 1e400 read as "null".
-  const text = typeof value === 'string' ? value : typeof value === 'number' ? String(value) : JSON.stringify(value);
-  if (text.length <= 60) return terminalText(JSON.stringify(text));
-  // Cut between two characters, not inside a pair of UTF-16 units (an emoji read as "\ud83d...").
-  const end = /[\ud800-\udbff]/.test(text[59]!) ? 59 : 60;
-  return terminalText(JSON.stringify(`${text.slice(0, end)}...`));
-};
-
-/**
  * What to do with an old system's id (`CUST-00042`) where the CRM takes a UUID: "Invalid UUID" alone
  * left a migrator nowhere to go.
  */
@@ -157,7 +143,7 @@ const describeIssues = (error: ZodError, at?: RefusedAt): string =>
       if (file.value === undefined && i.code === 'invalid_type') return `${file.column}: required: the file has no such column, or its cell is empty`;
       const uuidHint = i.code === 'invalid_format' && i.format === 'uuid' ? idHint(file.column) : undefined;
       const hint = uuidHint ? ` (ids here are UUIDs: ${uuidHint})` : '';
-      return `${file.column}: ${file.value === undefined ? '' : `${shown(file.value)} is refused: `}${i.message}${hint}`;
+      return `${file.column}: ${file.value === undefined ? '' : `${shownValue(file.value)} is refused: `}${i.message}${hint}`;
     })
     .join('; ');
 
@@ -169,13 +155,13 @@ const describeRefusal = (error: DomainError, at?: RefusedAt): string => {
   // (the reason handed back the id, and the id what history is left: the amounts of its orders).
   const byAddress = file.column !== 'customer_id' && file.column !== 'id';
   if (error.code === 'customer.forgotten' && error.field === 'customerId' && byAddress)
-    return `${file.column}: no customer has the address ${shown(file.value)}`;
+    return `${file.column}: no customer has the address ${shownValue(file.value)}`;
   if (error.code === 'customer.not_found' && error.field === 'customerId') {
     const mergedInto = at && typeof at.row.merged_into === 'string' && at.row.merged_into.trim() !== '' ? at.row.merged_into.trim() : undefined;
     if (mergedInto)
-      return `${file.column}: ${shown(file.value)} was merged into ${mergedInto} (merged_into), and is no customer here; to record the row on that customer, write ${mergedInto} in customer_id`;
-    if (byAddress) return `${file.column}: no customer has the address ${shown(file.value)}`;
-    return `${file.column}: no customer ${shown(file.value)}`;
+      return `${file.column}: ${shownValue(file.value)} was merged into ${mergedInto} (merged_into), and is no customer here; to record the row on that customer, write ${mergedInto} in customer_id`;
+    if (byAddress) return `${file.column}: no customer has the address ${shownValue(file.value)}`;
+    return `${file.column}: no customer ${shownValue(file.value)}`;
   }
   return `${file.column}: ${error.message}`;
 };
@@ -188,7 +174,7 @@ const describeRefusal = (error: DomainError, at?: RefusedAt): string => {
 const differingColumns = (error: IdempotencyConflict, at?: RefusedAt): string => {
   const columns = at ? error.differsIn.map((field) => columnOf(at.type, [field], at.row)).filter((file) => file !== undefined) : [];
   if (columns.length === 0) return '';
-  const inFile = columns.map(({ column, value }) => `${column} (${value === undefined || value === '' ? 'empty' : shown(value)} in this file)`);
+  const inFile = columns.map(({ column, value }) => `${column} (${value === undefined || value === '' ? 'empty' : shownValue(value)} in this file)`);
   return ` in ${inFile.join(', ')}`;
 };
 

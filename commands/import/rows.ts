@@ -91,6 +91,20 @@ const keyTime = (options: RowOptions, time: string | undefined, written: string 
   return written ?? '';
 };
 
+/**
+ * A cell's value as a reason quotes it, cut after `max` characters. JSON escapes C0 controls only:
+ * DEL, C1 controls (U+009B opens a terminal's control sequence as ESC [ does) and direction controls
+ * are escaped too, as the report reaches a terminal or a spreadsheet.
+ */
+export const shownValue = (value: unknown, max = 60): string => {
+  // A number as itself: JSON has no Infinity or NaN, and NDJSON's 1e400 read as "null".
+  const text = typeof value === 'string' ? value : typeof value === 'number' ? String(value) : JSON.stringify(value);
+  if (text.length <= max) return terminalText(JSON.stringify(text));
+  // Cut between two characters, not inside a pair of UTF-16 units (an emoji read as "\ud83d...").
+  const end = /[\ud800-\udbff]/.test(text[max - 1]!) ? max - 1 : max;
+  return terminalText(JSON.stringify(`${text.slice(0, end)}...`));
+};
+
 /** A row that cannot become a command; the message names the column or field. */
 export class RowRejected extends Error {}
 
@@ -224,9 +238,7 @@ const booleanOf = (row: Row, ...names: string[]): unknown => {
   if (YES.includes(v)) return true;
   if (NO.includes(v)) return false;
   const column = names.find((name) => cell(row, name) !== undefined)!;
-  throw new RowRejected(
-    `${column}: ${terminalText(JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value))} is not a yes or no; write ${YES.join(', ')} or ${NO.join(', ')} (in any case)`,
-  );
+  throw new RowRejected(`${column}: ${shownValue(value, 40)} is not a yes or no; write ${YES.join(', ')} or ${NO.join(', ')} (in any case)`);
 };
 
 /**
@@ -253,7 +265,7 @@ const numberOf = (row: Row, column: string): unknown => {
     throw new RowRejected(`${column}: ${JSON.stringify(value)} is a percentage; write a probability as a fraction between 0 and 1 (${fraction})`);
   }
   throw new RowRejected(
-    `${column}: ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)} is not a number; write it as 1234.50 (1234,50 in a file separated by semicolons or tabs), without thousands separators, a currency sign or spaces`,
+    `${column}: ${shownValue(value, 40)} is not a number; write it as 1234.50 (1234,50 in a file separated by semicolons or tabs), without thousands separators, a currency sign or spaces`,
   );
 };
 
