@@ -48,7 +48,7 @@ import { customerRetentionClv, retentionClvFactor, retentionClvParams } from './
  * process that only scores, projects or imports. A model fit loads the fitting code (ml-kmeans,
  * ml-cart, ml-naivebayes, ml-logistic-regression: 10-20 MB of a process, measured) in its own thread.
  */
-const fitting = async () => {
+const forecasting = async () => {
   const { forecastRevenue } = await import('./models/forecast.ts');
   return { forecastRevenue };
 };
@@ -751,7 +751,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     if (end === null) return { history: [], methods: [], lastCompleteMonth: null, partialMonth: null };
     const { months, partialMonth } = completeMonths(await monthlyRevenueUpTo(db, schema, end), end, dayOf(clock()));
     const monthly = months.filter((h) => !filters.from || h.month >= filters.from);
-    const { forecastRevenue } = await fitting();
+    const { forecastRevenue } = await forecasting();
     // Fitted and backtested on complete months only; the running month is named, not used.
     return {
       ...forecastRevenue(monthly, filters.horizon ?? 6, filters.holdout),
@@ -783,7 +783,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const used = new Set(monthly.map((h) => h.month));
     const missing = missingRates.filter((label) => used.has(monthOfMissingLabel(label)));
     if (missing.length > 0) return { currency, missingRates: missing, history: null, methods: null };
-    const { forecastRevenue } = await fitting();
+    const { forecastRevenue } = await forecasting();
     return { currency, missingRates: missing, ...forecastRevenue(monthly, filters.horizon ?? 6, filters.holdout) };
   }
 
