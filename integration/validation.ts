@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SafeText } from '../domain/shared.ts';
+import { MultiLineText, SingleLineText } from '../domain/shared.ts';
 import { GlobalPositionText } from '../eventstore/position.ts';
 import { EVENT_PATTERN, patternMatchesSomething } from './envelope.ts';
 import { MASKED_PASSWORD, splitPassword } from './url-password.ts';
@@ -15,13 +15,6 @@ const isHttpUrl = (value: string): boolean => {
     return false;
   }
 };
-
-/**
- * URL parsing drops tabs and newlines anywhere in the text (`http://host:41<TAB>50/` is port 4150), so
- * the URL an operator reads would differ from where deliveries go: control characters are refused.
- */
-// eslint-disable-next-line no-control-regex -- control characters are what is refused
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 
 /**
  * Node's http client sends a URL's user and password as `Authorization: Basic`, percent-decoded: a `%`
@@ -46,10 +39,13 @@ const hasDecodableUserinfo = (value: string): boolean => {
  */
 export const displayUrl = (value: string): string => splitPassword(value).url;
 
-/** SafeText first: PostgreSQL stores no NUL, and an unpaired surrogate would be stored altered (U+FFFD). */
-const AnyWebhookUrl = SafeText.trim()
-  .max(2000)
-  .refine((value) => !CONTROL_CHARACTER.test(value), 'must not contain control characters (tab, newline, NUL)')
+/**
+ * One line, as a command's texts: URL parsing drops tabs and newlines anywhere in the text
+ * (`http://host:41<TAB>50/` is port 4150), so the URL an operator reads would differ from where
+ * deliveries go, and the URL is listed by the API, the console and `crm webhooks`. SafeText beneath:
+ * PostgreSQL stores no NUL, and an unpaired surrogate would be stored altered (U+FFFD).
+ */
+const AnyWebhookUrl = SingleLineText.max(2000)
   .refine(isHttpUrl, 'an absolute http:// or https:// URL')
   .refine(hasDecodableUserinfo, 'its user or password has a % not followed by two hex digits: write a % in them as %25');
 
@@ -67,7 +63,8 @@ export const ChangedWebhookUrl = AnyWebhookUrl.describe(
   `Where deliveries are POSTed; a password in it is shown masked. Given back with ${MASKED_PASSWORD} as the password and the same scheme, host, port and user, the stored password is kept`,
 );
 
-export const WebhookDescription = SafeText.trim().max(500).describe('What the subscription is for');
+/** Several lines, as a command's descriptions (tabs and line breaks kept, other controls refused). */
+export const WebhookDescription = MultiLineText.trim().max(500).describe('What the subscription is for');
 
 export const ReplayPosition = GlobalPositionText.describe('Deliver again every matching event from this position (inclusive) on, in order');
 

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { sql, type Generated, type Kysely, type Selectable } from 'kysely';
+import { SingleLineText } from '../../domain/shared.ts';
 import { ROLES, type Role } from '../roles.ts';
 import { loadUserViewer, serviceViewer, type Viewer } from './viewer.ts';
 
@@ -8,6 +9,13 @@ import { loadUserViewer, serviceViewer, type Viewer } from './viewer.ts';
  * behind a `crm_` prefix; only its sha256 is stored, so a plain hash (no salt, no slow KDF) is
  * enough: the input has 256 bits of entropy and cannot be guessed from the hash.
  */
+/**
+ * A key's name, as `POST /admin/api-keys` and `crm api-key create` take it: one line, as a command's
+ * names are. It is the actor's name on every event the key's commands record (the audit's
+ * `actorName`), and is listed by the API, the console and `crm api-key list`.
+ */
+export const ApiKeyName = SingleLineText.min(1).max(200);
+
 export interface ApiKeyRecord {
   id: string;
   name: string;

@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { SafeText } from '../../domain/shared.ts';
-import type { ApiKeyStore } from '../auth/api-keys.ts';
+import { ApiKeyName, type ApiKeyStore } from '../auth/api-keys.ts';
 import { actorOfKey, IdParams } from '../http.ts';
 import { ProblemError, problemResponses } from '../problems.ts';
 import { ROLES, type Role } from '../roles.ts';
@@ -25,7 +24,7 @@ export const ApiKeyView = z
 
 const CreateApiKey = z
   .strictObject({
-    name: SafeText.trim().min(1).max(200).describe('Who or what holds the key'),
+    name: ApiKeyName.describe('Who or what holds the key'),
     role: z.enum(ROLES).optional().describe("A service key's role (whole-company visibility); not with userId"),
     userId: z.uuid().optional().describe("The user the key acts as, with the user's role and visibility"),
   })

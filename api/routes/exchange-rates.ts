@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DEFAULT_BASE_CURRENCY } from '../../domain/exchange-rate/events.ts';
-import { IsoDateTime, SafeText } from '../../domain/shared.ts';
+import { IsoDateTime, MultiLineText, SafeText } from '../../domain/shared.ts';
 import type { RouteContext } from '../route-context.ts';
 import { awaitReadModels, CommandHeaders, executeCommand, PositionString, WaitForQuery } from '../http.ts';
 import { ProblemError, problemResponses } from '../problems.ts';
@@ -20,7 +20,7 @@ const SetRateBody = z.strictObject({
     .union([z.number(), SafeText.max(40)])
     .describe('Units of the base currency per unit of `currency`: a positive decimal, at most 10 decimals (a number or a decimal string)'),
   validFrom: IsoDateTime.describe('Business time from which the rate applies (until the next rate of the currency)'),
-  reason: SafeText.max(2000).optional().describe('Why, e.g. the source of the rate or why a correction was needed'),
+  reason: MultiLineText.max(2000).optional().describe('Why, e.g. the source of the rate or why a correction was needed'),
 });
 
 const RateAccepted = z.object({

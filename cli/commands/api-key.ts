@@ -32,7 +32,10 @@ Examples:
     // A usage mistake is told before the database is touched.
     if (action === 'create' && !stringValue(run, 'name')) throw new UsageError('--name is required');
     // Loaded on use, so that `--help` stays instant.
-    const { createApiKeyStore, ensureAdminKey } = await import('../../api/auth/api-keys.ts');
+    const { ApiKeyName, createApiKeyStore, ensureAdminKey } = await import('../../api/auth/api-keys.ts');
+    // The name as the API takes it: it names the actor of every event the key's commands record.
+    const named = action === 'create' ? ApiKeyName.safeParse(stringValue(run, 'name')) : undefined;
+    if (named?.error) throw new UsageError(`--name ${named.error.issues[0]?.message}`);
     const { ROLES } = await import('../../api/roles.ts');
     const { assertInstalled, openDatabase } = await import('../../runtime/crm.ts');
     const database = await openDatabase(run.config);
@@ -65,10 +68,10 @@ Examples:
         return 0;
       }
       if (action === 'create') {
-        const name = stringValue(run, 'name');
+        const name = named?.data;
         const user = stringValue(run, 'user');
         let role = stringValue(run, 'role');
-        if (!name) throw new UsageError('--name is required');
+        if (name === undefined) throw new UsageError('--name is required');
         if (user !== undefined && role !== undefined) throw new UsageError("--user takes the user's role: give --role or --user, not both");
         if (user !== undefined) {
           const { activeUserRoleIn } = await import('../../api/auth/viewer.ts');

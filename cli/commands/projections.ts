@@ -80,6 +80,10 @@ Exit code of list: 1 when a projection is failed.`,
       if (!position || !POSITION.test(position)) throw new UsageError('skip needs --position <p>: the position the projection failed at (a whole number)');
       if (!reason) throw new UsageError('skip needs --reason "<why>": it is recorded for auditors');
       if (reason.length > 2000) throw new UsageError('--reason is at most 2000 characters');
+      // Recorded in an event for auditors, as a command's reasons are: tabs and line breaks kept, other controls refused.
+      const { MultiLineText } = await import('../../domain/shared.ts');
+      const refused = MultiLineText.safeParse(reason).error;
+      if (refused) throw new UsageError(`--reason ${refused.issues[0]?.message}`);
     }
     const { openCrm } = await import('../../runtime/crm.ts');
     const { ProjectionOperationRefused, retryProjection, skipPoisonEvent } = await import('../../projections/skips.ts');

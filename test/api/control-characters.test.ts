@@ -81,6 +81,9 @@ const ONE_LINE: Place[] = [
   at('PATCH', '/activities/:id', 'subject'),
   admin('/admin/teams', 'name', (name) => ({ name })),
   admin('/admin/users', 'name', (name) => ({ name, email: `u-${randomUUID()}@crm.example`, role: 'sales' })),
+  // A key's name is the actor's name on every event its commands record.
+  admin('/admin/api-keys', 'name', (name) => ({ name, role: 'analyst' })),
+  admin('/webhooks', 'url', (url) => ({ url, events: ['*'] })),
 ];
 
 const SEVERAL_LINES: Place[] = [
@@ -100,7 +103,14 @@ const SEVERAL_LINES: Place[] = [
   at('POST', '/customers/:id/activities', 'body'),
   at('PATCH', '/activities/:id', 'body'),
   at('POST', '/exchange-rates', 'reason'),
+  admin('/webhooks', 'description', (description) => ({ url: 'https://example.com/hook', events: ['*'], description })),
 ];
+
+/** What the administration keeps outside the events: API keys and webhook subscriptions, as listed. */
+const adminRecords = async () => ({
+  keys: json<{ items: unknown[] }>(await send('admin', 'GET', '/admin/api-keys')).items.length,
+  webhooks: json<{ items: unknown[] }>(await send('admin', 'GET', '/webhooks')).items.length,
+});
 
 /** The 400 names the field, with the code point and its position (in characters, from 1). */
 const expectRefused = (res: LightMyRequestResponse, place: Place, text: string, said: string) => {
@@ -153,8 +163,10 @@ describe('a one-line text (a name, title, subject, company, tag, id or owner)', 
       ['😀\u009b2J', 'contains the control character U+009B at position 2'],
       ['  Ana\u0007Lima', 'contains the control character U+0007 at position 6'],
     ];
+    const records = await adminRecords();
     for (const place of ONE_LINE) for (const [text, said] of cases) expectRefused(await place.send(text), place, text, said);
     expect(await eventCount(h)).toBe(before);
+    expect(await adminRecords()).toEqual(records);
   }, 180_000);
 
   it('is read trimmed: a tab or a line end around it (pasted with it) is dropped, not refused', async () => {
@@ -176,8 +188,10 @@ describe('a text of several lines (a note, body, reason, comment, description)',
       ['a\u000bb', 'contains the control character U+000B at position 2'],
       ['\u007f', 'contains the control character U+007F at position 1'],
     ];
+    const records = await adminRecords();
     for (const place of SEVERAL_LINES) for (const [text, said] of cases) expectRefused(await place.send(text), place, text, said);
     expect(await eventCount(h)).toBe(before);
+    expect(await adminRecords()).toEqual(records);
   }, 180_000);
 
   it('keeps tabs and line breaks', async () => {
@@ -189,6 +203,8 @@ describe('a text of several lines (a note, body, reason, comment, description)',
     await projectionsSettled(h);
     expect(json(await send('support', 'GET', `/feedback/${feedback.id}`)).body).toBe(body);
     expect(json(await send('sales', 'GET', `/activities/${activity.id}`)).body).toBe(body);
+    const webhook = await accepted(await send('admin', 'POST', '/webhooks', { url: 'https://example.com/hook', events: ['*'], description: body }));
+    expect(json(await send('admin', 'GET', `/webhooks/${webhook.id}`)).description).toBe(body);
   });
 });
 
@@ -210,8 +226,18 @@ describe('events recorded before the rule', () => {
     const res = await send('marketing', 'GET', `/campaigns/${campaignId}`);
     expect(res.statusCode, res.body).toBe(200);
     expect(json(res).name).toBe(name);
-    // A later command on it is taken: the rule is the command's text, not the record's.
-    const paused = await send('marketing', 'POST', `/campaigns/${campaignId}/launch`, {}, { 'if-match': '"0"' });
-    expect(paused.statusCode, paused.body).toBeLessThan(300);
+    // A later command on it is taken: the rule is the command's text, not the record's. So is one sent
+    // with a key named before the rule, whose name the event records as its actor's.
+    const keyName = 'bot\u001b[31m';
+    const { key } = await h.app.keys.create({ name: keyName, role: 'marketing' });
+    const launched = await h.app.inject({
+      method: 'POST',
+      url: `/campaigns/${campaignId}/launch`,
+      headers: { authorization: `Bearer ${key}`, 'if-match': '"0"' },
+      payload: {},
+    });
+    expect(launched.statusCode, launched.body).toBeLessThan(300);
+    const history = json<{ items: { actorName: string | null }[] }>(await send('auditor', 'GET', `/audit/streams/campaign-${campaignId}`));
+    expect(history.items.map((e) => e.actorName)).toContain(keyName);
   });
 });

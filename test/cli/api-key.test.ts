@@ -70,4 +70,20 @@ describe('crm api-key list', () => {
     expect(wrong.stderr).toContain('--name is required');
     expect(await listAdmins()).toEqual([]);
   });
+
+  it('refuses a name holding a control character as the API does (it names the actor of every event the key records), storing no key', async () => {
+    const env = schemaEnv(schemas);
+    const listNames = async () =>
+      (JSON.parse((await runCrm(['api-key', 'list', '--json'], { cwd: folder, env })).stdout) as { name: string }[]).map((k) => k.name);
+    const before = await listNames();
+    for (const [name, said] of [
+      ['bot\u001b[2J', 'contains the control character U+001B at position 4'],
+      ['bot\u2028admin', 'contains the line separator U+2028 at position 4'],
+    ]) {
+      const refused = await runCrm(['api-key', 'create', '--name', name!, '--role', 'analyst'], { cwd: folder, env });
+      expect(refused.code, refused.stderr).toBe(2);
+      expect(refused.stderr).toContain(`--name ${said}`);
+    }
+    expect(await listNames()).toEqual(before);
+  });
 });

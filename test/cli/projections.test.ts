@@ -61,6 +61,13 @@ describe('crm projections and crm rebuild on a new store', () => {
     expect(result.stderr).toContain('Projection "customers" has no checkpoint: it has not run yet');
   });
 
+  it("refuses a skip's reason holding a control character as a command's reason is refused, before the store is touched", async () => {
+    // Recorded in an event for auditors: an ESC sequence there reached their terminals.
+    const result = await runCrm(['projections', 'skip', 'customers', '--position', '5', '--reason', 'bad row\u001b[2J'], { cwd: tmpdir(), env });
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toContain('--reason contains the control character U+001B at position 8');
+  });
+
   it('crm rebuild rebuilds every read model from an empty log instead of failing on the tables no run has made', async () => {
     const result = await runCrm(['rebuild'], { cwd: tmpdir(), env, timeoutMs: 120_000 });
     expect(result.stderr).not.toMatch(/unexpected error|\n\s+at /);
