@@ -5,6 +5,7 @@ import { ReadModelRebuilding, ReadModelsFromNewerVersion, ReadModelsHeld, Rebuil
 import { helpText, Interrupted, parseCommandArgs, UsageError, type CliCommand, type CommandRun } from './command.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { commands } from './commands/index.ts';
+import { terminalLines } from '../shared/terminal-text.ts';
 
 /** The `crm` command: parses the subcommand, loads the configuration, runs it, maps errors to advice. */
 
@@ -20,7 +21,11 @@ for (const stream of [process.stdout, process.stderr])
   });
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
-const err = (line: string) => process.stderr.write(`${line}\n`);
+/**
+ * Messages name what an operator or a file gave (a file's path, an option's value, a column): its
+ * control characters are shown escaped, never obeyed by the terminal. Line feeds and tabs are kept.
+ */
+const err = (line: string) => process.stderr.write(`${terminalLines(line)}\n`);
 
 const overview = (): string =>
   [

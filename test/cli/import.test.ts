@@ -296,6 +296,20 @@ describe('crm import', () => {
     expect(result.stderr).not.toMatch(/[\x00-\x09\x0b-\x1f]/);
     expect(result.stderr).toContain('columns not read: evil\\u001b[8mhidden\\u001b]0;title\\u0007col');
   });
+
+  it("shows a file name's control characters escaped in what it says, the refusal of a missing file among it", async () => {
+    // A file saved from a download or a mail can be named so: the terminal obeyed its ESC sequence.
+    const named = join(folder, 'rows\x1b]0;pwned\x07\x9b2J.csv');
+    writeFileSync(named, 'name,email\n');
+    const empty = await runCrm(['import', named, '--report', join(folder, 'named-report.csv')], { cwd: folder, env });
+    expect(empty.code, empty.stderr).toBe(0);
+    expect(empty.stderr).toContain('rows\\u001b]0;pwned\\u0007\\u009b2J.csv holds no rows');
+    const missing = await runCrm(['import', join(folder, 'gone\x1b[2J.csv')], { cwd: folder, env });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('gone\\u001b[2J.csv');
+    // eslint-disable-next-line no-control-regex -- no control character may reach the terminal
+    for (const said of [empty.stderr, missing.stderr]) expect(said).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+  });
 });
 
 describe('crm import --default-owner', () => {
