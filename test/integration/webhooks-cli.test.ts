@@ -17,6 +17,26 @@ afterAll(async () => {
 const crm = (...args: string[]) => runCrm(['webhooks', ...args], { cwd, env, timeoutMs: 90_000 });
 
 describe('crm webhooks', () => {
+  it('refuses control characters in a URL or description as the API does, naming the option, the code point and its position; creates nothing', async () => {
+    const refusals: [string[], string][] = [
+      [['--url', 'https://example.com/h\u001b[2Jook'], '--url: contains the control character U+001B at position 22'],
+      [['--url', 'https://example.com/hook', '--description', 'billing\n\u009b2J'], '--description: contains the control character U+009B at position 9'],
+    ];
+    for (const [args, said] of refusals) {
+      const refused = await crm('create', ...args, '--events', '*');
+      expect(refused.code, refused.stderr).toBe(2);
+      expect(refused.stderr).toContain(said);
+    }
+    // The line break in a description is kept.
+    const created = await crm('create', '--url', 'https://example.com/hook', '--events', '*', '--description', 'billing\n\tteam', '--json');
+    expect(created.code, created.stderr).toBe(0);
+    const { id } = JSON.parse(created.stdout) as { id: string };
+    const listed = JSON.parse((await crm('list', '--json')).stdout) as { id: string; description: string | null }[];
+    expect(listed.map((w) => w.description)).toEqual(['billing\n\tteam']);
+    expect(listed[0]!.id).toBe(id);
+    expect((await crm('delete', id)).code).toBe(0);
+  });
+
   it('masks a password in the URL when listing, and refuses a replay position past bigint as a usage error', async () => {
     const created = await crm('create', '--url', 'https://hooks:pw-very-secret@example.com/crm', '--events', 'Deal*', '--json');
     expect(created.code, created.stderr).toBe(0);
