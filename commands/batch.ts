@@ -7,7 +7,7 @@ import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { MAX_STREAMS_PER_APPEND, type AppendResult, type EventStore, type NewEvent, type StreamAppend, type StreamRead } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../eventstore/errors.ts';
 import { personalSubjectOf, type PersonalData } from '../eventstore/personal-data.ts';
-import { readStoredEvent } from '../eventstore/unreadable-event.ts';
+import { readStoredEvent, UnreadableEvent } from '../eventstore/unreadable-event.ts';
 import type { EmailIndex } from '../eventstore/email-index.ts';
 import { resolveActivityParent } from './activity-parent.ts';
 import { namingChainEnd, resolveMergedOrder } from './merged-order.ts';
@@ -15,7 +15,7 @@ import { aggregateFolders, streamOf, type Folder } from './aggregates.ts';
 import { compactState, CompactIds, hashPrefix } from './compact-state.ts';
 import { addressOf, claimEmails, emailToClaim } from './email-uniqueness.ts';
 import { customerIdUnder, eventIdFor } from './ids.ts';
-import { fieldsDiffering } from './fingerprint.ts';
+import { fieldsDiffering, registersAsStored } from './fingerprint.ts';
 import { ioTurns } from '../shared/io-turns.ts';
 import { LruMap } from '../shared/lru.ts';
 import type { CommandContext } from './index.ts';
@@ -112,8 +112,23 @@ export interface BatchCommands {
   customersStored(customerIds: readonly string[]): Promise<Set<string>>;
   /** Whether each command's first event is stored (under its key, in its stream): one read for all. */
   storedAlready(items: readonly PreparedItem[]): Promise<boolean[]>;
+  /**
+   * For each registration (other commands: undefined), the key and fingerprint an import stored the
+   * same registration under in its customer's stream, where that key is not its own: an address that
+   * file spelt in another case (commands/fingerprint.ts registersAsStored). One read for all, of the
+   * first two events of each stream.
+   */
+  registeredAs(items: readonly PreparedItem[]): Promise<(RegisteredAs | undefined)[]>;
   /** A user as the user's stream holds it (an import checks its default owner with it before its first row). */
   user(userId: string): Promise<UserSnapshot>;
+}
+
+/** Where a registration stored the same registration before (BatchCommands.registeredAs). */
+export interface RegisteredAs {
+  /** The idempotency key it was stored under. */
+  key: string;
+  /** The fingerprint stored with it. */
+  commandHash: string;
 }
 
 export interface BatchCommandDeps {
@@ -838,5 +853,41 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           (found.get(item.prepared.stream) ?? []).some((e) => e.id === item.firstEventId)),
     );
   };
-  return { prepare, submitBatch, executeBatch, importedCustomerId, customersByEmail, customersStored, storedAlready, user };
+  const registeredAs = async (items: readonly PreparedItem[]): Promise<(RegisteredAs | undefined)[]> => {
+    const asked = items.map((item) => ('prepared' in item && item.prepared.type === 'RegisterCustomer' ? item.prepared : undefined));
+    const streams = [...new Set(asked.flatMap((p) => (p ? [p.stream] : [])))];
+    if (streams.length === 0) return items.map(() => undefined);
+    // A registration's events: the customer's, and the owner it assigned. Not the purchases after them.
+    const read = await store.readStreams(streams, { maxCount: 2 });
+    // Stored by a row of the same kind of file (`import:customers:`), under another key: the others are
+    // this row (found by its key) or another's, and are not decrypted.
+    const candidates = asked.map((p) => {
+      const [registered, next] = p ? (read.get(p.stream) ?? []) : [];
+      const key = registered?.metadata.idempotencyKey;
+      const own = p?.metadata.idempotencyKey ?? '';
+      if (!p || registered?.type !== 'CustomerRegistered' || typeof key !== 'string' || key === own) return undefined;
+      if (!key.startsWith(own.slice(0, own.lastIndexOf(':') + 1))) return undefined;
+      return { p, registered, next, key };
+    });
+    await personalData.loadKeys(candidates.flatMap((c) => (c ? (personalSubjectOf(c.registered.type, c.registered.data) ?? []) : [])));
+    const found: (RegisteredAs | undefined)[] = [];
+    for (const candidate of candidates) {
+      const commandHash = candidate?.registered.metadata.commandHash;
+      if (!candidate || typeof commandHash !== 'string') {
+        found.push(undefined);
+        continue;
+      }
+      const { p, registered, next, key } = candidate;
+      const event = await readStoredEvent(registered, personalData).catch((error: unknown) => {
+        // A forgotten customer's, erased: not told the same (the row is refused as forgotten).
+        if (error instanceof UnreadableEvent) return undefined;
+        throw error;
+      });
+      const owner = next?.id === eventIdFor(p.stream, key, 1) && next.type === 'CustomerOwnerAssigned' ? (next.data as { ownerId: string }).ownerId : undefined;
+      const same = event !== undefined && registersAsStored(p.command, { data: event.event.data, ownerId: owner, occurredAt: event.metadata.occurredAt });
+      found.push(same ? { key, commandHash } : undefined);
+    }
+    return found;
+  };
+  return { prepare, submitBatch, executeBatch, importedCustomerId, customersByEmail, customersStored, storedAlready, registeredAs, user };
 }

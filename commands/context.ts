@@ -24,9 +24,11 @@ export interface CommandContext {
    * (commands/fingerprint.ts), so a row spelled another way (the CRM's own export of it) is the same
    * command. The fingerprints earlier imports stored for the same row are accepted as the same too:
    * that of the payload as sent, and of each command in `formerly` (what an earlier version of the
-   * importer built from the row).
+   * importer built from the row), and those in `stored`: fingerprints an import stored for the same
+   * row that no command can be taken again from, the row found the same by its stored events
+   * (BatchCommands.registeredAs: an address spelt in another case).
    */
-  fingerprint?: { byMeaning: true; formerly?: readonly { type: string; [field: string]: unknown }[] };
+  fingerprint?: { byMeaning: true; formerly?: readonly { type: string; [field: string]: unknown }[]; stored?: readonly string[] };
 }
 
 export interface CommandResult {

@@ -1,3 +1,4 @@
+import { tagSet } from '../domain/customer/tags.ts';
 import { normaliseEmail } from '../domain/shared.ts';
 import { inUtc } from '../domain/time.ts';
 
@@ -59,6 +60,35 @@ export const meaningAsSpelt = (command: Record<string, unknown>): Record<string,
   const meaning = meaningOf(command);
   return typeof command.email === 'string' && command.email !== meaning.email ? { ...meaning, email: command.email } : undefined;
 };
+
+/** What a customer's registration records, as a RegisterCustomer command (the decider's defaults filled in). */
+const registrationOf = (c: Record<string, unknown>): Record<string, unknown> =>
+  meaningOf({
+    type: 'RegisterCustomer',
+    customerId: c.customerId,
+    name: c.name,
+    email: c.email,
+    phone: c.phone,
+    company: c.company,
+    tags: tagSet((c.tags as string[] | undefined) ?? []),
+    source: c.source,
+    marketingConsent: c.marketingConsent ?? false,
+    ownerId: c.ownerId,
+    occurredAt: c.occurredAt,
+  });
+
+/**
+ * Whether a RegisterCustomer command (validated) means what a stored registration records: its
+ * CustomerRegistered event's data, the owner the registration assigned, its business time. For a row
+ * whose stored fingerprint cannot be taken again: until 2026-12-07 it held the address as its file
+ * spelt it, which the event (in lower case) does not keep, so `ANA@example.com` is compared so with a
+ * row stored as `Ana@Example.com`.
+ */
+export const registersAsStored = (
+  command: Record<string, unknown>,
+  stored: { data: Record<string, unknown>; ownerId: string | undefined; occurredAt: string },
+): boolean =>
+  JSON.stringify(registrationOf(command)) === JSON.stringify(registrationOf({ ...stored.data, ownerId: stored.ownerId, occurredAt: stored.occurredAt }));
 
 /** Steps an export gives no time for: imported back, they come without one. */
 const UNTIMED_IN_EXPORTS: ReadonlySet<unknown> = new Set(['DeactivateCustomer', 'PauseCampaign']);

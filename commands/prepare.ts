@@ -135,6 +135,7 @@ export const prepareCommand = (
   const command: Record<string, unknown> = { ...payload, type, occurredAt, [target.idField]: id };
   if (type === 'RecordPurchase' && payload.occurredAt !== undefined) command.statedAt = payload.occurredAt;
   const formerly = ctx.fingerprint?.formerly ?? [];
+  const storedBefore = ctx.fingerprint?.stored ?? [];
   const formerCommands = (): Record<string, unknown>[] =>
     formerly.flatMap(({ type: formerType, ...formerFields }) => {
       if (!isCommandType(formerType)) return [];
@@ -151,7 +152,12 @@ export const prepareCommand = (
     key === undefined
       ? undefined
       : ctx.fingerprint
-        ? () => [...bothHashes({ type, ...payload }), ...hashesAsSpelt(type, payload, fields, fingerprints), ...formerCommands().flatMap(bothHashes)]
+        ? () => [
+            ...bothHashes({ type, ...payload }),
+            ...hashesAsSpelt(type, payload, fields, fingerprints),
+            ...formerCommands().flatMap(bothHashes),
+            ...storedBefore,
+          ]
         : fingerprintKey
           ? () => [commandHash({ type, ...payload })]
           : undefined;

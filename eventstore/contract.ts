@@ -184,6 +184,8 @@ export interface EventStore {
 export interface ReadStreamsOptions {
   /** The last revision already known of some streams: only their events after it are read. */
   after?: ReadonlyMap<string, number>;
+  /** At most this many events of each stream, the first ones (after `after`): a creation's events, not years of purchases. */
+  maxCount?: number;
 }
 
 /** A saved state: opaque text (the command layer's form, commands/snapshots.ts) as of `revision`. */

@@ -4,7 +4,7 @@ import type { Actor } from '../../domain/metadata.ts';
 import { storableForm } from '../../domain/shared.ts';
 import { IdempotencyConflict } from '../../eventstore/errors.ts';
 import { MAX_STREAMS_PER_APPEND } from '../../eventstore/contract.ts';
-import { streamsOf, type BatchCommands, type BatchOutcome, type PreparedItem } from '../batch.ts';
+import { streamsOf, type BatchCommands, type BatchOutcome, type PreparedItem, type RegisteredAs } from '../batch.ts';
 import { ioTurns } from '../../shared/io-turns.ts';
 import { LruMap } from '../../shared/lru.ts';
 import { unkeyedCustomerId } from '../ids.ts';
@@ -228,6 +228,8 @@ interface PendingRow {
   byEmail?: { row: Row; email: string };
   /** The row's commands keyed as importers before keyed it, where that differs (keyedAsBefore). */
   asBefore?: Commands[];
+  /** A customers row's commands keyed as its registration was stored, where that is not its key (registeredBefore). */
+  registeredUnder?: (stored: RegisteredAs) => Commands;
 }
 
 /** A row's commands, prepared, and their types. */
@@ -294,8 +296,8 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     await options.onRejected(row);
   };
 
-  /** A row's commands, prepared (and as importers before keyed them: asBefore); throws why the row is refused. */
-  const itemsOf = (kind: ImportKind, line: number, row: Row): Commands & { asBefore?: Commands[] } => {
+  /** A row's commands, prepared (and as importers before keyed them: asBefore, registeredUnder); throws why the row is refused. */
+  const itemsOf = (kind: ImportKind, line: number, row: Row): Commands & Pick<PendingRow, 'asBefore' | 'registeredUnder'> => {
     const commands = rowCommands[kind](tracked(row), rowOptions);
     const keys = new Set([commands[0]?.key]);
     const asBefore = (FORMER_KEYS[kind] ?? []).flatMap((formerKeys) => {
@@ -309,11 +311,18 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
         return [];
       }
     });
-    return { ...prepared(kind, line, row, commands), ...(asBefore.length > 0 ? { asBefore } : {}) };
+    const registeredUnder =
+      kind === 'customers'
+        ? (stored: RegisteredAs) => prepared(kind, line, row, rowCommands.customers(tracked(row), { ...rowOptions, registeredUnder: stored.key }), stored)
+        : undefined;
+    return { ...prepared(kind, line, row, commands), ...(asBefore.length > 0 ? { asBefore } : {}), ...(registeredUnder ? { registeredUnder } : {}) };
   };
 
-  /** The commands of a row, prepared; throws why the row is refused. */
-  const prepared = (kind: ImportKind, line: number, row: Row, commands: RowCommand[]): Commands => {
+  /**
+   * The commands of a row, prepared; throws why the row is refused. `stored`: where the row's
+   * registration is stored, whose fingerprint is this row's (registeredBefore).
+   */
+  const prepared = (kind: ImportKind, line: number, row: Row, commands: RowCommand[], stored?: RegisteredAs): Commands => {
     const forbidden = options.forbidden && commands.map((c) => options.forbidden!(c.command.type)).find((why) => why !== undefined);
     if (forbidden) throw new RowRejected(forbidden);
     const items = commands.map((c) =>
@@ -325,7 +334,11 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
           idempotencyKey: c.key,
           ...(c.occurredAt ? { occurredAt: c.occurredAt } : {}),
           ...(c.reason === null ? {} : { reason: c.reason ?? `import of ${kind} (line ${line})` }),
-          fingerprint: { byMeaning: true, ...(c.formerly ? { formerly: c.formerly } : {}) },
+          fingerprint: {
+            byMeaning: true,
+            ...(c.formerly ? { formerly: c.formerly } : {}),
+            ...(c.key === stored?.key ? { stored: [stored.commandHash] } : {}),
+          },
         },
       }),
     );
@@ -408,6 +421,27 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     });
   };
 
+  /**
+   * Customers rows whose registration is stored under another key: that of their address as the file
+   * an importer before took it from spelt it (`Ana@Example.com`), whatever the case of this file's
+   * (`ANA@example.com`). Such a row, the same by its stored events, is keyed as stored and present.
+   * One read a batch, of the first events of the rows' customers.
+   */
+  const registeredBefore = async (rows: PendingRow[]): Promise<PendingRow[]> => {
+    if (!rows.some((r) => r.registeredUnder)) return rows;
+    const stored = await batch.registeredAs(rows.map((r) => r.items[0]!));
+    return rows.map(({ registeredUnder, ...row }, i) => {
+      const as = stored[i];
+      if (!as || !registeredUnder) return row;
+      try {
+        return { ...row, ...registeredUnder(as) };
+      } catch {
+        // Refused so, the row is refused as it is.
+        return row;
+      }
+    });
+  };
+
   /** Reports a stored batch's refusals (in line order, after those of the batches before). */
   const report = async (rows: PendingRow[], outcomes: BatchOutcome[], waiting: RejectedRow[]): Promise<void> => {
     const refusals: RejectedRow[] = [...waiting];
@@ -454,7 +488,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     await ready();
     const waiting = early;
     // Looked up and decided while the next rows are read: the next batch is submitted after this one.
-    const found = (counts.kind ? findCustomers(counts.kind, pending, waiting) : Promise.resolve(pending)).then(keyedAsBefore);
+    const found = (counts.kind ? findCustomers(counts.kind, pending, waiting) : Promise.resolve(pending)).then(keyedAsBefore).then(registeredBefore);
     pending = [];
     pendingItems = 0;
     pendingStreams = new Set();
@@ -518,8 +552,9 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
       let items: PreparedItem[];
       let types: CommandType[];
       let asBefore: Commands[] | undefined;
+      let registeredUnder: PendingRow['registeredUnder'];
       try {
-        ({ items, types, asBefore } = itemsOf(counts.kind, record.line, record.row));
+        ({ items, types, asBefore, registeredUnder } = itemsOf(counts.kind, record.line, record.row));
       } catch (error) {
         const reason = rowReason(error);
         if (reason === undefined) throw error;
@@ -546,6 +581,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
         row: record.row,
         ...(email ? { byEmail: { row: record.row, email } } : {}),
         ...(asBefore ? { asBefore } : {}),
+        ...(registeredUnder ? { registeredUnder } : {}),
       });
       pendingItems += items.length;
       for (const stream of streams) pendingStreams.add(stream);

@@ -56,22 +56,27 @@ export interface RowOptions {
    * in a key is its instant in UTC, however the file writes it.
    */
   formerKeys?: FormerKeys;
+  /**
+   * The key a customers row's registration is stored under, where it is not the row's own: that of
+   * its address as spelt by the file an importer before took it from (BatchCommands.registeredAs).
+   */
+  registeredUnder?: string;
 }
 
 /**
  * How importers before spelt a row's natural key: `written`, a deal's opening as the file wrote it
  * and other times as read (ISO text as given, `+01:00` and all); `dated`, a deal's opening at midnight
- * UTC as its day (`2024-06-01`, as most deals files write it); `spelt`, a customer's address as the
- * file spelt it (until 2026-12-07, before keys took addresses in any case).
+ * UTC as its day (`2024-06-01`, as most deals files write it). A customer's address, keyed as its file
+ * spelt it until 2026-12-07, is found by its registration (RowOptions.registeredUnder): the file may
+ * spell it otherwise now.
  */
-export type FormerKeys = 'written' | 'dated' | 'spelt';
+export type FormerKeys = 'written' | 'dated';
 
 /**
- * The former key spellings of each kind whose key changed: a row whose key under one of them is
+ * The former key spellings of each kind whose key holds a time: a row whose key under one of them is
  * stored is that row, imported before (commands/import/importer.ts keyedAsBefore).
  */
 export const FORMER_KEYS: Partial<Record<ImportKind, readonly FormerKeys[]>> = {
-  customers: ['spelt'],
   deals: ['written', 'dated'],
   refunds: ['written'],
   costs: ['written'],
@@ -472,8 +477,9 @@ const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
   refuseUndated(row, registeringAt, 'registered_at', 'customer_since');
   // The address's key in any case, as the email index and the stored address take it: a file spelling
   // `Ana@Example.com` and one spelling `ana@example.com` hold one row. Until 2026-12-07 it was the
-  // address as spelt (the same key as before business time existed), which a row stored so keeps (FORMER_KEYS).
-  const key = keyOf('customers', options.formerKeys === 'spelt' ? (email ?? '') : normaliseEmail(email ?? ''));
+  // address as spelt (the same key as before business time existed), which a row stored so keeps
+  // (registeredUnder), in whatever case its file spells it now.
+  const key = options.registeredUnder ?? keyOf('customers', normaliseEmail(email ?? ''));
   const register = withTime('RegisterCustomer', { ...fields, ...(ownerId ? { ownerId } : {}) }, registeringAt, key);
   const formerly: RowCommand['command'][] = [];
   // Before the registration defaulted to the deactivation, such a customer registered at its import.

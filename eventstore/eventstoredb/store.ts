@@ -343,7 +343,13 @@ export function createEventStoreDbStore(url: string, options: EventStoreDbOption
     const found = new Map<string, RecordedEvent[]>();
     for (const stream of streams) {
       const after = options.after?.get(stream);
-      found.set(stream, await readStream(stream, after === undefined ? {} : { fromRevision: after + 1 }));
+      found.set(
+        stream,
+        await readStream(stream, {
+          ...(after === undefined ? {} : { fromRevision: after + 1 }),
+          ...(options.maxCount === undefined ? {} : { maxCount: options.maxCount }),
+        }),
+      );
     }
     return found;
   };

@@ -400,7 +400,10 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
         SELECT h.stream, h.revision::text FROM unnest(${unique}::text[]) AS wanted(name)
           CROSS JOIN LATERAL (SELECT stream, revision FROM ${s}.streams WHERE stream = wanted.name LIMIT 1) AS h`.execute(db);
       const pieces = readPieces(
-        heads.rows.map((h) => ({ stream: h.stream, after: options.after?.get(h.stream) ?? -1, head: Number(h.revision) })),
+        heads.rows.map((h) => {
+          const after = options.after?.get(h.stream) ?? -1;
+          return { stream: h.stream, after, head: Math.min(Number(h.revision), after + (options.maxCount ?? Infinity)) };
+        }),
         readStreamsPage,
       );
       for (const page of pieces) {

@@ -89,6 +89,7 @@ const held = (n = 1) => {
     customersByEmail: (emails) => crm.batch.customersByEmail(emails),
     customersStored: (ids) => crm.batch.customersStored(ids),
     storedAlready: (items) => crm.batch.storedAlready(items),
+    registeredAs: (items) => crm.batch.registeredAs(items),
     user: (userId) => crm.batch.user(userId),
     executeBatch: (items) => crm.batch.executeBatch(items),
     submitBatch: async (items) => {
@@ -348,6 +349,7 @@ describe('import jobs', () => {
       customersByEmail: (emails) => crm.batch.customersByEmail(emails),
       customersStored: (ids) => crm.batch.customersStored(ids),
       storedAlready: (items) => crm.batch.storedAlready(items),
+      registeredAs: (items) => crm.batch.registeredAs(items),
       user: (userId) => crm.batch.user(userId),
       executeBatch: () => Promise.reject(new Error('unused')),
       // A fault that is not an Error object is reported as its text.

@@ -28,6 +28,7 @@ describe('import batches', () => {
       customersByEmail: real.customersByEmail,
       customersStored: real.customersStored,
       storedAlready: real.storedAlready,
+      registeredAs: real.registeredAs,
       user: real.user,
       submitBatch: (items) => Promise.resolve({ outcomes: outcomesOf(items) }),
       executeBatch: outcomesOf,

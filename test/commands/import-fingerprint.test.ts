@@ -263,10 +263,10 @@ describe('import: an address in any case', () => {
     const [lower] = rowOf(`ana.${local}@example.com`);
     expect(spelt!.key).toBe(lower!.key);
     expect(lower!.key).toBe(speltKey(`ana.${local}@example.com`));
-    // Keyed as importers before keyed it (FORMER_KEYS): the digest of the address as spelt.
+    // Keyed as its registration is stored (registeredUnder): the digest of the address as an importer before found it spelt.
     const [speltAsBefore] = rowCommands.customers(
-      { name: 'Ana', email: `Ana.${local}@Example.com`, registered_at: '1997-05-06' },
-      { customerIdFor: importedCustomerId, formerKeys: 'spelt' },
+      { name: 'Ana', email: `ANA.${local}@example.com`, registered_at: '1997-05-06', status: 'inactive', deactivated_at: '1998-01-01' },
+      { customerIdFor: importedCustomerId, registeredUnder: speltKey(`Ana.${local}@Example.com`) },
     );
     expect(speltAsBefore!.key).toBe(speltKey(`Ana.${local}@Example.com`));
     const ctx = { actor, correlationId: 'import:customers:line-2', idempotencyKey: spelt!.key, fingerprint: { byMeaning: true as const } };
@@ -292,6 +292,40 @@ describe('import: an address in any case', () => {
     expect(again.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
     expect(await store.readStream(`customer-${importedCustomerId(email)}`)).toHaveLength(1);
   });
+  it('takes a customers row stored under the key of its spelling as present when its file comes again with the address in another case', async () => {
+    const local = randomUUID();
+    const email = `Ana.${local}@Example.com`;
+    const owner = await registerUser();
+    const row = { name: 'Ana', email, phone: '+49 170 1234', tags: 'vip;b2b', owner_id: owner, registered_at: '1997-05-06T10:00:00+02:00' };
+    const rows = (address: string, name = 'Ana') => [
+      'name,email,phone,tags,owner_id,registered_at,status,deactivated_at',
+      `${name},${address},+49 170 1234,b2b;vip,${owner},1997-05-06T08:00:00Z,inactive,1998-01-01`,
+    ];
+    // As an import before 2026-12-07 stored it: keyed, and fingerprinted, with the address as its file spelt it.
+    const [register, deactivate] = rowCommands.customers({ ...row, status: 'inactive', deactivated_at: '1998-01-01' }, { customerIdFor: importedCustomerId });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
+    const { type, ...fields } = register!.command;
+    const storedHash = commandHash({ ...meaningOf({ type, ...(commandSchemas.RegisterCustomer.parse(fields) as object) }), email });
+    const ctx = (key: string) => ({ actor, correlationId: 'import:customers:line-2', idempotencyKey: key, fingerprint: { byMeaning: true as const } });
+    const prepared = batch.prepare({ command: register!.command, ctx: ctx(speltKey(email)) });
+    if (!('prepared' in prepared)) throw new Error('refused');
+    prepared.prepared.metadata.commandHash = storedHash;
+    const stored = await batch.executeBatch([prepared, { command: deactivate!.command, ctx: ctx(`${speltKey(email)}:deactivated`) }]);
+    expect(stored.filter((o) => !o.ok)).toEqual([]);
+    const events = await store.readStream(`customer-${importedCustomerId(email)}`);
+    expect(events.map((e) => e.type)).toEqual(['CustomerRegistered', 'CustomerOwnerAssigned', 'CustomerDeactivated']);
+    expect(events[0]!.metadata.commandHash).toBe(storedHash);
+    for (const other of [email, `ANA.${local.toUpperCase()}@example.com`, `ana.${local}@example.com`]) {
+      const again = await importing(rows(other));
+      expect(again.rejected).toEqual([]);
+      expect(again.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
+    }
+    // Another name is another row: refused as before, naming it.
+    const renamed = await importing(rows(`ana.${local}@example.com`, 'Ana L.'));
+    expect(renamed.rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^email: Customer .* is already registered/) }]);
+    expect(await store.readStream(`customer-${importedCustomerId(email)}`)).toHaveLength(3);
+  });
+
   it('finds it from the saved state of a long stream, whose events after that state are all that is read', async () => {
     const email = `Ana.${randomUUID()}@Example.com`;
     const customerId = importedCustomerId(email);

@@ -326,6 +326,12 @@ export function eventStoreContract(harness: EngineHarness): void {
         expect(after.get(a)!.map((e) => e.revision)).toEqual([0, 1]);
         expect(after.get(b)!.map((e) => e.revision)).toEqual([1, 2]);
         expect(after.get(c)).toEqual([]);
+        // The first events of each stream only (a creation's), after `after` where given.
+        const first = await store.readStreams([a, b, c], { maxCount: 2, after: new Map([[c, 0]]) });
+        expect(first.get(a)!.map((e) => e.revision)).toEqual([0, 1]);
+        expect(first.get(b)!.map((e) => e.revision)).toEqual([0, 1]);
+        expect(first.get(c)).toEqual([]);
+        expect((await store.readStreams([b], { maxCount: 1, after: new Map([[b, 0]]) })).get(b)!.map((e) => e.revision)).toEqual([1]);
         await store.close();
       });
 
