@@ -968,14 +968,18 @@ export const importColumns: Record<ImportKind, string> = {
 
 /**
  * Columns an export of the kind writes that an import has no use for: `merged_into` says which primary
- * a merged duplicate's order counts for, while the order stays on the duplicate (`customer_id`); an
- * activity's `logged_by` is who logged it, the actor of its event, which a command does not take: an
- * activity imported is logged by whoever imports it. Read back without being named as columns not read.
+ * a merged duplicate's order, deal, feedback item or activity counts for, while the record stays on the
+ * duplicate (`customer_id`); an activity's `logged_by` is who logged it, the actor of its event, which a
+ * command does not take: an activity imported is logged by whoever imports it. Read back without being
+ * named as columns not read. The figures an export derives (`revenue`, `revision`, an activity's
+ * `overdue`) are still named: a file of another system's may hold such a column, which no import reads.
  */
 const exportedOnlyColumns: Partial<Record<ImportKind, readonly string[]>> = {
   purchases: ['merged_into'],
   refunds: ['merged_into'],
-  activities: ['logged_by'],
+  deals: ['merged_into'],
+  feedback: ['merged_into'],
+  activities: ['logged_by', 'merged_into'],
 };
 
 /**

@@ -312,12 +312,16 @@ describe('import: rows, batches and counts', () => {
     const again = await importing(batch(), csv(file));
     expect(again.outcome).toMatchObject({ imported: 3, alreadyPresent: 3, rejected: 1 });
     expect(await store.readStream(`activity-${done}`)).toHaveLength(2);
-    // The export's logged_by is who logged it, the event's actor, which no command takes: known, not a column not read.
+    // The export's logged_by is who logged it, the event's actor, which no command takes, and its merged_into
+    // the primary of a merged customer, as a purchase's: known, not columns not read. Its figures are named.
     const exported = await importing(
       batch(),
-      csv(['activity_id,customer_email,kind,subject,occurred_at,logged_by', `${randomUUID()},${c0},note,Hi,2024-04-01,sam`]),
+      csv([
+        'activity_id,customer_email,kind,subject,occurred_at,logged_by,merged_into,open,overdue',
+        `${randomUUID()},${c0},note,Hi,2024-04-01,sam,,false,false`,
+      ]),
     );
-    expect(exported.outcome).toMatchObject({ imported: 1, rejected: 0, unreadColumns: [] });
+    expect(exported.outcome).toMatchObject({ imported: 1, rejected: 0, unreadColumns: ['open', 'overdue'] });
   });
 
   it('decides an activity on its parent as the store holds it now, not as this handler last read it', async () => {
