@@ -428,10 +428,13 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
    * One read a batch, of the first events of the rows' customers.
    */
   const registeredBefore = async (rows: PendingRow[]): Promise<PendingRow[]> => {
-    if (!rows.some((r) => r.registeredUnder)) return rows;
-    const stored = await batch.registeredAs(rows.map((r) => r.items[0]!));
+    // Only a customer holding the row's address can have registered it: a file of new customers reads nothing.
+    const asked = rows.map((r) => (r.registeredUnder && r.byEmail && holdersSeen.get(r.byEmail.email) ? r : undefined));
+    if (!asked.some((r) => r)) return rows;
+    const stored = await batch.registeredAs(asked.flatMap((r) => (r ? [r.items[0]!] : [])));
+    let at = 0;
     return rows.map(({ registeredUnder, ...row }, i) => {
-      const as = stored[i];
+      const as = asked[i] ? stored[at++] : undefined;
       if (!as || !registeredUnder) return row;
       try {
         return { ...row, ...registeredUnder(as) };

@@ -13,6 +13,7 @@ import { prepareCommand } from '../../commands/prepare.ts';
 import { SNAPSHOT_FORMAT } from '../../commands/snapshots.ts';
 import { commandSchemas } from '../../commands/schemas.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
+import { createEmailIndex, type EmailIndex } from '../../eventstore/email-index.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import { testSchemas } from '../support/postgres.ts';
@@ -28,11 +29,14 @@ const schemas = testSchemas('import_fingerprint');
 let database: SqlDatabase;
 let store: EventStore;
 let personalData: PersonalData;
+let emailIndex: EmailIndex;
 
 beforeAll(async () => {
   database = connectPostgres(schemas.url, { max: 4 });
   store = await createPostgresEventStore(database, { schema: schemas.events });
   personalData = await createPersonalData(database.db, { schema: schemas.events });
+  // As in a running CRM: imports claim addresses, and find who holds one.
+  emailIndex = await createEmailIndex(database.db, { schema: schemas.events });
 });
 afterAll(async () => {
   await store?.close();
@@ -45,7 +49,7 @@ const actor = { userId: 'crm-import', roles: ['admin'] };
 const importing = async (lines: string[], options: Partial<ImportOptions> = {}) => {
   const rejected: RejectedRow[] = [];
   const outcome = await runImport(
-    createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
+    createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData, emailIndex }),
     parseRecords(Readable.from([lines.join('\n')]), 'csv'),
     {
       actor,
@@ -124,7 +128,7 @@ describe('import: a row imported before is known by what it means', () => {
     ];
     const rejected: RejectedRow[] = [];
     const outcome = await runImport(
-      createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
+      createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData, emailIndex }),
       parseRecords(Readable.from([lines.map((line) => JSON.stringify(line)).join('\n')]), 'ndjson'),
       { actor, onRejected: (row) => void rejected.push(row) },
     );
@@ -228,7 +232,7 @@ describe('import: a row imported before is known by what it means', () => {
       marketingConsent: false,
       occurredAt: '1997-05-06T10:00:00+02:00',
     };
-    const [stored] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([
+    const [stored] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData, emailIndex }).executeBatch([
       { command: before, ctx: { actor, correlationId: 'import:customers:line-2', idempotencyKey: register!.key } },
     ]);
     expect(stored).toMatchObject({ ok: true, alreadyDone: false });
@@ -283,7 +287,7 @@ describe('import: an address in any case', () => {
     const email = `Ana.${randomUUID()}@Example.com`;
     const row = { name: 'Ana', email, registered_at: '1997-05-06' };
     const [register] = rowCommands.customers(row, { customerIdFor: importedCustomerId });
-    const [stored] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([
+    const [stored] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData, emailIndex }).executeBatch([
       { command: register!.command, ctx: { actor, correlationId: 'import:customers:line-2', idempotencyKey: speltKey(email) } },
     ]);
     expect(stored).toMatchObject({ ok: true, alreadyDone: false });
@@ -303,7 +307,7 @@ describe('import: an address in any case', () => {
     ];
     // As an import before 2026-12-07 stored it: keyed, and fingerprinted, with the address as its file spelt it.
     const [register, deactivate] = rowCommands.customers({ ...row, status: 'inactive', deactivated_at: '1998-01-01' }, { customerIdFor: importedCustomerId });
-    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData, emailIndex });
     const { type, ...fields } = register!.command;
     const storedHash = commandHash({ ...meaningOf({ type, ...(commandSchemas.RegisterCustomer.parse(fields) as object) }), email });
     const ctx = (key: string) => ({ actor, correlationId: 'import:customers:line-2', idempotencyKey: key, fingerprint: { byMeaning: true as const } });
@@ -330,7 +334,7 @@ describe('import: an address in any case', () => {
     const email = `Ana.${randomUUID()}@Example.com`;
     const customerId = importedCustomerId(email);
     const [register] = rowCommands.customers({ name: 'Ana', email, registered_at: '1997-05-06' }, { customerIdFor: importedCustomerId });
-    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData, emailIndex });
     await batch.executeBatch([{ command: register!.command, ctx: { actor, correlationId: 'import:customers:line-2', idempotencyKey: speltKey(email) } }]);
     const purchases = Array.from({ length: 12 }, (_, i) => ({
       command: { type: 'RecordPurchase' as const, customerId, orderId: `order-${i}`, amount: 10, currency: 'EUR' },
@@ -339,7 +343,7 @@ describe('import: an address in any case', () => {
     const bought = await batch.executeBatch(purchases);
     expect(bought.filter((o) => !o.ok)).toEqual([]);
     // A handler that reads the stream whole saves its state (more than SNAPSHOT_AFTER_EVENTS events read).
-    await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([purchases[0]!]);
+    await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData, emailIndex }).executeBatch([purchases[0]!]);
     const [savedState] = (await store.snapshots!.load([`customer-${customerId}`], SNAPSHOT_FORMAT)).values();
     // The registration lies before the saved state: only the state's ids can tell it is stored.
     expect(savedState?.revision).toBeGreaterThanOrEqual(12);
@@ -503,7 +507,7 @@ describe("import: a deal's owner, from the file or the run's default owner", () 
     const row = { deal_id: dealId, customer_email: email, title: 'Fleet', amount: '100', expected_close_date: '1998-06-30' };
     const [open] = rowCommands.deals({ ...row, customer_id: importedCustomerId(email) }, { defaultOwner: owner });
     // As the importer built it before: the owner `import`, which no file said.
-    const [stored] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([
+    const [stored] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData, emailIndex }).executeBatch([
       {
         command: { ...open!.command, ownerId: 'import' },
         ctx: { actor, correlationId: 'import:deals:line-2', idempotencyKey: open!.key, fingerprint: { byMeaning: true } },
@@ -529,7 +533,7 @@ describe("import: a deal's owner, from the file or the run's default owner", () 
     ]) {
       const rejected: RejectedRow[] = [];
       const run = runImport(
-        createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
+        createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData, emailIndex }),
         parseRecords(Readable.from([file.join('\n')]), 'csv'),
         {
           actor,
