@@ -6,12 +6,13 @@ import { teamCommandSchemas } from '../../domain/team/commands.ts';
 import { Id } from '../../domain/shared.ts';
 import { userCommandSchemas } from '../../domain/user/commands.ts';
 import { UserStreamPrefix } from '../../domain/user/events.ts';
+import { listTeams, usersWhere as usersIn } from '../../projections/queries/users.ts';
 import type { RouteContext } from '../route-context.ts';
-import { activeUserRoleIn, VISIBILITIES, type Visibility } from '../auth/viewer.ts';
+import { activeUserRoleIn, VISIBILITIES } from '../auth/viewer.ts';
 import type { ApiCommand } from '../deps.ts';
 import { CommandAccepted, CommandHeaders, etagOf, executeCommand, IdParams } from '../http.ts';
 import { ProblemError, problemResponses } from '../problems.ts';
-import { ROLES, type Role } from '../roles.ts';
+import { ROLES } from '../roles.ts';
 
 /**
  * Users and teams (administration). Each change is a command, so the audit log shows who could see
@@ -20,27 +21,6 @@ import { ROLES, type Role } from '../roles.ts';
  */
 
 const tags = ['admin'];
-
-/** Rows of the users projection's tables (projections/read-models/users.ts), as read here. */
-interface UserRow {
-  user_id: string;
-  name: string;
-  email: string;
-  role: Role;
-  visibility: Visibility;
-  active: boolean;
-  team_ids: string[];
-  registered_at: Date;
-  revision: number;
-  last_event_at: Date;
-}
-interface TeamRow {
-  team_id: string;
-  name: string;
-  member_ids: string[];
-  created_at: Date;
-  revision: number;
-}
 
 export const UserView = z
   .object({
@@ -93,16 +73,9 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
     return accepted;
   };
 
-  /**
-   * Users with their teams, in one query: the list is read whole, and one query per user (as before)
-   * queued thousands of queries on the pool at once, so the list of a few thousand users answered 503
-   * and held up every other request meanwhile.
-   */
-  const usersWhere = async (where: RawBuilder<unknown>): Promise<UserView[]> => {
-    const { rows } = await sql<UserRow>`SELECT u.*, ARRAY(SELECT m.team_id::text FROM ${sql.id(read, 'team_members')} m
-      WHERE m.user_id = u.user_id ORDER BY m.joined_at, m.team_id) AS team_ids
-      FROM ${sql.id(read, 'users')} u WHERE ${where} ORDER BY u.name, u.user_id`.execute(db);
-    return rows.map((r) => ({
+  /** Users with their teams (projections/queries/users.ts), in name order. */
+  const usersWhere = async (where: RawBuilder<unknown>): Promise<UserView[]> =>
+    (await usersIn(db, read, where)).map((r) => ({
       id: r.user_id,
       name: r.name,
       email: r.email,
@@ -114,7 +87,6 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
       revision: Number(r.revision),
       updatedAt: new Date(r.last_event_at).toISOString(),
     }));
-  };
   const userById = async (id: string): Promise<UserView | undefined> => (await usersWhere(sql`u.user_id = ${id}::uuid`))[0];
 
   app.post(
@@ -176,8 +148,7 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
       },
     },
     async () => {
-      const { rows } = await sql<TeamRow>`SELECT t.*, ARRAY(SELECT m.user_id::text FROM ${sql.id(read, 'team_members')} m
-        WHERE m.team_id = t.team_id ORDER BY m.user_id) AS member_ids FROM ${sql.id(read, 'teams')} t ORDER BY t.name, t.team_id`.execute(db);
+      const rows = await listTeams(db, read);
       return {
         items: rows.map((r) => ({
           id: r.team_id,

@@ -33,10 +33,12 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     ctx.log(`seeding ${users} users in teams of ${teamSize}, ${customers} customers, ${deals} deals`);
     // Deterministic ids (md5 of a label) so a run is repeatable.
     const uid = (expr: string) => sql.raw(`md5('user-' || (${expr})::text)::uuid`);
-    await sql`INSERT INTO ${t('users')} (user_id, name, email, role, visibility, active, registered_at, revision, last_event_at)
-      SELECT ${uid('g')}, 'User ' || g, 'user' || g || '@crm.example', 'sales', 'team', true, now(), 0, now() FROM generate_series(1, ${users}) g`.execute(db);
-    await sql`INSERT INTO ${t('teams')} (team_id, name, created_at, revision, last_event_at)
-      SELECT md5('team-' || g)::uuid, 'Team ' || g, now(), 0, now() FROM generate_series(0, ${Math.ceil(users / teamSize) - 1}) g`.execute(db);
+    await sql`INSERT INTO ${t('users')} (user_id, name, name_sort, email, role, visibility, active, registered_at, revision, last_event_at)
+      SELECT ${uid('g')}, 'User ' || g, 'user ' || g, 'user' || g || '@crm.example', 'sales', 'team', true, now(), 0, now() FROM generate_series(1, ${users}) g`.execute(
+      db,
+    );
+    await sql`INSERT INTO ${t('teams')} (team_id, name, name_sort, created_at, revision, last_event_at)
+      SELECT md5('team-' || g)::uuid, 'Team ' || g, 'team ' || g, now(), 0, now() FROM generate_series(0, ${Math.ceil(users / teamSize) - 1}) g`.execute(db);
     await sql`INSERT INTO ${t('team_members')} (team_id, user_id, joined_at)
       SELECT md5('team-' || ((g - 1) / ${teamSize}))::uuid, ${uid('g')}, now() FROM generate_series(1, ${users}) g`.execute(db);
     // Owners spread evenly over the users; one customer in 20 has no owner.

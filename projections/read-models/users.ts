@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { UserRole, UserVisibility } from '../../domain/user/events.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { occurredAt, type Instant } from './common.ts';
+import { nameSortOf } from './name-sort.ts';
 import { ensureSchema } from './rows.ts';
 
 /**
@@ -13,6 +14,8 @@ import { ensureSchema } from './rows.ts';
 export type UserRow = {
   user_id: string;
   name: string;
+  /** Where the name sorts in `GET /admin/users` (name-sort.ts `nameSortOf`). */
+  name_sort: string;
   email: string;
   role: UserRole;
   visibility: UserVisibility;
@@ -25,6 +28,8 @@ export type UserRow = {
 export type TeamRow = {
   team_id: string;
   name: string;
+  /** Where the name sorts in `GET /admin/teams` (name-sort.ts `nameSortOf`). */
+  name_sort: string;
   created_at: Instant;
   revision: number;
   last_event_at: Instant;
@@ -48,6 +53,7 @@ async function migrate(db: Kysely<UserTables>, schema: string): Promise<void> {
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'users')} (
     user_id uuid PRIMARY KEY,
     name text NOT NULL,
+    name_sort text COLLATE "C" NOT NULL,
     email text NOT NULL,
     role text NOT NULL,
     visibility text NOT NULL CHECK (visibility IN ('own', 'team', 'all')),
@@ -59,6 +65,7 @@ async function migrate(db: Kysely<UserTables>, schema: string): Promise<void> {
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'teams')} (
     team_id uuid PRIMARY KEY,
     name text NOT NULL,
+    name_sort text COLLATE "C" NOT NULL,
     created_at timestamptz NOT NULL,
     revision integer NOT NULL,
     last_event_at timestamptz NOT NULL
@@ -69,6 +76,9 @@ async function migrate(db: Kysely<UserTables>, schema: string): Promise<void> {
     joined_at timestamptz NOT NULL,
     PRIMARY KEY (team_id, user_id)
   )`.execute(db);
+  // The order of GET /admin/users and GET /admin/teams (api/routes/users.ts), the id as tie-breaker.
+  await sql`CREATE INDEX IF NOT EXISTS users_sort_name_idx ON ${sql.id(schema, 'users')} (name_sort, user_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS teams_sort_name_idx ON ${sql.id(schema, 'teams')} (name_sort, team_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS team_members_user_idx ON ${sql.id(schema, 'team_members')} (user_id, team_id)`.execute(db);
 }
 
@@ -83,23 +93,26 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
     const touchUser = (userId: string) => sql`UPDATE ${users} SET revision = ${e.revision}, last_event_at = ${at}::timestamptz WHERE user_id = ${userId}::uuid`;
     switch (event.type) {
       case 'TeamCreated':
-        await sql`INSERT INTO ${teams} (team_id, name, created_at, revision, last_event_at)
-          VALUES (${event.data.teamId}::uuid, ${event.data.name}, ${at}::timestamptz, ${e.revision}, ${at}::timestamptz)
+        await sql`INSERT INTO ${teams} (team_id, name, name_sort, created_at, revision, last_event_at)
+          VALUES (${event.data.teamId}::uuid, ${event.data.name}, ${nameSortOf(event.data.name)}, ${at}::timestamptz, ${e.revision}, ${at}::timestamptz)
           ON CONFLICT (team_id) DO NOTHING`.execute(trx);
         break;
       case 'TeamRenamed':
-        await sql`UPDATE ${teams} SET name = ${event.data.name}, revision = ${e.revision}, last_event_at = ${at}::timestamptz
+        await sql`UPDATE ${teams} SET name = ${event.data.name}, name_sort = ${nameSortOf(event.data.name)}, revision = ${e.revision}, last_event_at = ${at}::timestamptz
           WHERE team_id = ${event.data.teamId}::uuid`.execute(trx);
         break;
       case 'UserRegistered': {
         const d = event.data;
-        await sql`INSERT INTO ${users} (user_id, name, email, role, visibility, active, registered_at, revision, last_event_at)
-          VALUES (${d.userId}::uuid, ${d.name}, ${d.email}, ${d.role}, ${d.visibility}, true, ${at}::timestamptz, ${e.revision}, ${at}::timestamptz)
+        await sql`INSERT INTO ${users} (user_id, name, name_sort, email, role, visibility, active, registered_at, revision, last_event_at)
+          VALUES (${d.userId}::uuid, ${d.name}, ${nameSortOf(d.name)}, ${d.email}, ${d.role}, ${d.visibility}, true, ${at}::timestamptz, ${e.revision}, ${at}::timestamptz)
           ON CONFLICT (user_id) DO NOTHING`.execute(trx);
         break;
       }
       case 'UserChanged':
-        if (event.data.name !== undefined) await sql`UPDATE ${users} SET name = ${event.data.name} WHERE user_id = ${event.data.userId}::uuid`.execute(trx);
+        if (event.data.name !== undefined)
+          await sql`UPDATE ${users} SET name = ${event.data.name}, name_sort = ${nameSortOf(event.data.name)} WHERE user_id = ${event.data.userId}::uuid`.execute(
+            trx,
+          );
         if (event.data.email !== undefined) await sql`UPDATE ${users} SET email = ${event.data.email} WHERE user_id = ${event.data.userId}::uuid`.execute(trx);
         await touchUser(event.data.userId).execute(trx);
         break;
@@ -133,7 +146,9 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
 
 export const usersProjection: Projection = {
   name: 'users',
-  version: 1,
+  // 2: `name_sort`, the name's place in dictionary order (name-sort.ts): GET /admin/users and GET /admin/teams
+  //    ordered by the database's comparison of `name` (by code point under PGlite and a C locale: "Émile" after "Zoe").
+  version: 2,
   tables: ['users', 'teams', 'team_members'],
   filter: { streamPrefixes: ['user-', 'team-'] },
   migrate,

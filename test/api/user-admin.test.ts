@@ -56,6 +56,24 @@ describe('user and team ids are UUIDs whatever their case', () => {
   });
 });
 
+describe('GET /admin/users and GET /admin/teams', () => {
+  it('list names in dictionary order: case ignored, accents deciding only between names otherwise equal', async () => {
+    const names = ['adam', 'Émile', 'Zoe'];
+    const teams: string[] = [];
+    const users: string[] = [];
+    for (const name of [...names].reverse()) {
+      teams.push(await created('/admin/teams', { name: `${name} team` }));
+      users.push(await created('/admin/users', { ...user('listed'), name }));
+    }
+    const listed = async (url: string, ids: string[]) =>
+      json<{ items: { id: string; name: string }[] }>(await send('GET', url))
+        .items.filter((item) => ids.includes(item.id))
+        .map((item) => item.name);
+    expect(await listed('/admin/teams', teams)).toEqual(names.map((name) => `${name} team`));
+    expect(await listed('/admin/users', users)).toEqual(names);
+  });
+});
+
 describe('a restricted admin (own or team visibility)', () => {
   let restricted: Record<string, string>;
   let self: string;
@@ -138,8 +156,8 @@ describe('the list of users', () => {
     const listed = await created('/admin/users', user('listed', { teamIds: [team] }));
     // As many rows as the users projection holds after 5,000 registrations, written directly:
     // registering them one by one through the API takes minutes on a small machine.
-    await sql`INSERT INTO ${sql.id(h.schemas.read, 'users')} (user_id, name, email, role, visibility, active, registered_at, revision, last_event_at)
-      SELECT gen_random_uuid(), 'user ' || g, 'bulk' || g || '@crm.example', 'sales', 'team', true, now(), 0, now()
+    await sql`INSERT INTO ${sql.id(h.schemas.read, 'users')} (user_id, name, name_sort, email, role, visibility, active, registered_at, revision, last_event_at)
+      SELECT gen_random_uuid(), 'user ' || g, 'user ' || g, 'bulk' || g || '@crm.example', 'sales', 'team', true, now(), 0, now()
       FROM generate_series(1, 5000) g`.execute(h.database.db);
     const res = await send('GET', '/admin/users');
     expect(res.statusCode, res.body.slice(0, 300)).toBe(200);

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { Page } from '../../projections/queries/page.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
+import { listTeams, usersWhere } from '../../projections/queries/users.ts';
 import type { ReadScope } from '../../projections/queries/scope.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
@@ -16,6 +17,8 @@ let q: ReturnType<typeof createReadModelQueries>;
 const ownerId = randomUUID();
 const idOf = new Map<string, string>();
 const campaignOf = new Map<string, string>();
+const userOf = new Map<string, string>();
+const teamOf = new Map<string, string>();
 const TAG = 'name-order';
 
 beforeAll(async () => {
@@ -33,6 +36,15 @@ beforeAll(async () => {
     const campaignId = randomUUID();
     campaignOf.set(name, campaignId);
     await h.run({ type: 'CreateCampaign', campaignId, name, channel: 'email', budget: 100, currency: 'EUR' });
+    // Staff and teams: one of each renamed, as the customer.
+    const userId = randomUUID();
+    userOf.set(name, userId);
+    await h.run({ type: 'RegisterUser', userId, name: registered, email: `staff${i}@crm.example`, role: 'sales' });
+    if (registered !== name) await h.run({ type: 'ChangeUser', userId, name });
+    const teamId = randomUUID();
+    teamOf.set(name, teamId);
+    await h.run({ type: 'CreateTeam', teamId, name: registered });
+    if (registered !== name) await h.run({ type: 'RenameTeam', teamId, name });
   }
   await runner.waitForPosition(h.lastPosition(), 30_000);
   q = createReadModelQueries({ db: h.database.db, schema: h.schemas.read });
@@ -78,6 +90,12 @@ describe('?sort=name', () => {
     expect(await allPages((cursor) => q.listCampaigns({ sort: '-name', limit: 5, cursor }))).toEqual([...expected].reverse());
   });
 
+  it('lists users and teams (GET /admin/users, GET /admin/teams) in the same order', async () => {
+    const staff = sql`u.user_id = ANY(${[...userOf.values()]}::uuid[])`;
+    expect((await usersWhere(h.database.db, h.schemas.read, staff)).map((u) => u.user_id)).toEqual(expectedOrder(userOf));
+    expect((await listTeams(h.database.db, h.schemas.read)).map((t) => t.team_id)).toEqual(expectedOrder(teamOf));
+  });
+
   it('refuses a cursor of the former order (the lower-cased name) as bad input saying to start again', async () => {
     const former = JSON.stringify(['zoe', idOf.get('zoe')]);
     const refusal = await q.listCustomers({ sort: 'name', cursor: former }).catch((error: unknown) => error);
@@ -90,7 +108,7 @@ describe('?sort=name', () => {
     // The tables of the previous version have no `name_sort`: as they serve during a rebuild.
     const rename = (from: string, to: string) =>
       Promise.all(
-        ['customers', 'campaigns'].map((table) =>
+        ['customers', 'campaigns', 'users', 'teams'].map((table) =>
           sql`ALTER TABLE ${sql.id(h.schemas.read, table)} RENAME COLUMN ${sql.id(from)} TO ${sql.id(to)}`.execute(h.database.db),
         ),
       );
@@ -103,6 +121,9 @@ describe('?sort=name', () => {
       const second = await q.listCustomers({ tag: TAG, sort: 'name', limit: 2, cursor });
       expect(second.items.map((c) => c.name)).toEqual(['Bob', 'emile']);
       expect((await q.listCampaigns({ sort: 'name', limit: 1 })).items.map((c) => c.name)).toEqual(['Ada Lovelace']);
+      const staff = sql`u.user_id = ANY(${[...userOf.values()]}::uuid[])`;
+      expect((await usersWhere(h.database.db, h.schemas.read, staff)).map((u) => u.name).slice(0, 2)).toEqual(['Ada Lovelace', 'Bob']);
+      expect((await listTeams(h.database.db, h.schemas.read)).map((t) => t.name).slice(0, 2)).toEqual(['Ada Lovelace', 'Bob']);
     } finally {
       await rename('name_sort_hidden', 'name_sort');
     }

@@ -3,10 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCrmCommands, type CrmCommands } from '../../commands/index.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
+import { sql } from 'kysely';
 import { createPostgresEventStore, openPglite, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import type { EventCodec } from '../../projections/apply-batch.ts';
 import { personalDataCodec } from '../../projections/codec.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
+import { listTeams, usersWhere } from '../../projections/queries/users.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { compareSchemas, rebuildProjections, replayInto, tablesOf } from '../../projections/rebuild.ts';
 import { createReportingViews } from '../../projections/reporting.ts';
@@ -123,5 +125,23 @@ describe('projections on PGlite', () => {
       cursor = page.nextCursor ?? undefined;
     } while (cursor !== undefined);
     expect(ids).toEqual(expectedOrder(idOf));
+  });
+
+  it('lists users and teams in that order too', async () => {
+    const userOf = new Map<string, string>();
+    const teamOf = new Map<string, string>();
+    for (const [i, name] of NAMES.entries()) {
+      const userId = randomUUID();
+      userOf.set(name, userId);
+      await run({ type: 'RegisterUser', userId, name, email: `staff-order${i}@crm.example`, role: 'sales' });
+      const teamId = randomUUID();
+      teamOf.set(name, teamId);
+      await run({ type: 'CreateTeam', teamId, name });
+    }
+    await runner.waitForPosition(last, 10_000);
+    const staff = sql`u.user_id = ANY(${[...userOf.values()]}::uuid[])`;
+    expect((await usersWhere(database.db, 'crm', staff)).map((u) => u.user_id)).toEqual(expectedOrder(userOf));
+    const teams = new Set(teamOf.values());
+    expect((await listTeams(database.db, 'crm')).map((t) => t.team_id).filter((id) => teams.has(id))).toEqual(expectedOrder(teamOf));
   });
 });
