@@ -9,7 +9,7 @@ import { keptOnReportingViews, replaceViewStatement, restoreOnReportingViews, vi
 /**
  * The `reporting` schema: documented views over the read models, the stable interface for BI tools
  * (Metabase, Grafana, psql, spreadsheets). Tables may change shape between versions; these views
- * keep their names and columns. Personal data is limited to a customer's name and email.
+ * keep their names and columns. Personal data is limited to a customer's name (with its sort key), email and company.
  */
 export interface ReportingView {
   name: string;
@@ -99,12 +99,16 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       // Added later: at the end, so that the view is replaced in place (its grants and the views built on it stay).
       ['deactivated_at', 'Business time of the deactivation while the customer is inactive, else null'],
       ['deactivation_reason', 'Reason given with that deactivation (free text), null without one'],
+      [
+        'name_sort',
+        "The name's place in GET /customers?sort=name (dictionary order), compared byte by byte: ORDER BY name_sort, customer_id is the API's order; personal data, as name",
+      ],
     ],
     scoped: true,
     select: (s, r) => `SELECT c.customer_id, c.name, c.email, c.company, c.source, c.tags, c.status, c.merged_into, c.marketing_consent, c.registered_at,
       c.first_purchase_at, c.last_purchase_at, c.order_count, c.revenue, c.refunded, c.currency, c.open_feedback_count, c.deals_open, c.deals_won,
       c.deals_lost, c.forgotten_at, c.last_event_at AS updated_at, c.owner_id, ${baseOf(s)} AS base_currency,
-      m.revenue_base, m.missing_rates, c.deactivated_at, c.deactivation_reason
+      m.revenue_base, m.missing_rates, c.deactivated_at, c.deactivation_reason, c.name_sort
       FROM ${q(s, 'customers')} c,
       LATERAL (SELECT ${baseSumSql('x.base_amount')} AS revenue_base, ${missingRatesSql('x')} AS missing_rates
         FROM ${convertedLines(s, 'revenue_lines', ofCustomerAndMergedSql(s, 'c.customer_id'))} x) m
@@ -227,15 +231,19 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['revenue_base', 'Revenue of every conversion, whatever its currency, in the base currency; 0 without any; null while a rate is missing'],
       ['missing_rates', "Currencies and months of the campaign's costs and revenue without a rate ('NOK 2025-02'), empty when none"],
       ['roi_base', '(revenue_base - costs_base) / costs_base; null without costs or while a rate is missing'],
+      [
+        'name_sort',
+        "The name's place in GET /campaigns?sort=name (dictionary order), compared byte by byte: ORDER BY name_sort, campaign_id is the API's order",
+      ],
     ],
-    select: (s) => `SELECT *, CASE WHEN costs_base > 0 THEN round((revenue_base - costs_base) / costs_base, 6) END AS roi_base FROM (
-      SELECT c.campaign_id, c.name, c.channel, c.status, c.budget, c.currency, c.starts_at, c.ends_at, c.costs, c.sent_count, c.opened_count,
+    select: (s) => `SELECT c.campaign_id, c.name, c.channel, c.status, c.budget, c.currency, c.starts_at, c.ends_at, c.costs, c.sent_count, c.opened_count,
       c.clicked_count, c.converted_count, c.unsubscribed_count, c.revenue, c.roi, c.conversion_rate, c.over_budget, c.created_at, c.launched_at, c.completed_at,
-      c.cancelled_at, ${baseOf(s)} AS base_currency, m.costs_base, m.revenue_base, m.missing_rates
+      c.cancelled_at, ${baseOf(s)} AS base_currency, m.costs_base, m.revenue_base, m.missing_rates,
+      CASE WHEN m.costs_base > 0 THEN round((m.revenue_base - m.costs_base) / m.costs_base, 6) END AS roi_base, c.name_sort
       FROM ${q(s, 'campaigns')} c,
       LATERAL (SELECT ${baseSumSql('x.base_amount', "x.kind = 'cost'")} AS costs_base, ${baseSumSql('x.base_amount', "x.kind = 'revenue'")} AS revenue_base,
         ${missingRatesSql('x')} AS missing_rates
-        FROM ${convertedLines(s, 'campaign_money_lines', 'l.campaign_id = c.campaign_id')} x) m) v`,
+        FROM ${convertedLines(s, 'campaign_money_lines', 'l.campaign_id = c.campaign_id')} x) m`,
   },
   {
     name: 'revenue_monthly',

@@ -7,6 +7,7 @@ import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { listTeams, usersWhere } from '../../projections/queries/users.ts';
 import type { ReadScope } from '../../projections/queries/scope.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
+import { createReportingViews } from '../../projections/reporting.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { expectedOrder, NAMES } from './names-in-order.ts';
 import { createHarness, type Harness } from './support.ts';
@@ -94,6 +95,16 @@ describe('?sort=name', () => {
     const staff = sql`u.user_id = ANY(${[...userOf.values()]}::uuid[])`;
     expect((await usersWhere(h.database.db, h.schemas.read, staff)).map((u) => u.user_id)).toEqual(expectedOrder(userOf));
     expect((await listTeams(h.database.db, h.schemas.read)).map((t) => t.team_id)).toEqual(expectedOrder(teamOf));
+  });
+
+  it('gives the reporting views the key, so that a BI tool orders customers and campaigns as the API does', async () => {
+    await createReportingViews(h.database.db, { readSchema: h.schemas.read, reportingSchema: h.schemas.reporting, projections: readModelProjections() });
+    const customers = await sql<{ customer_id: string }>`SELECT customer_id FROM ${sql.id(h.schemas.reporting, 'customers')}
+      WHERE ${TAG} = ANY(tags) ORDER BY name_sort, customer_id`.execute(h.database.db);
+    expect(customers.rows.map((r) => r.customer_id)).toEqual(expectedOrder(idOf));
+    const campaigns = await sql<{ campaign_id: string }>`SELECT campaign_id FROM ${sql.id(h.schemas.reporting, 'campaigns')}
+      ORDER BY name_sort DESC, campaign_id DESC`.execute(h.database.db);
+    expect(campaigns.rows.map((r) => r.campaign_id)).toEqual([...expectedOrder(campaignOf)].reverse());
   });
 
   it('refuses a cursor of the former order (the lower-cased name) as bad input saying to start again', async () => {

@@ -125,6 +125,10 @@ describe('projections on PGlite', () => {
       cursor = page.nextCursor ?? undefined;
     } while (cursor !== undefined);
     expect(ids).toEqual(expectedOrder(idOf));
+    // A BI tool reading the reporting view orders them alike.
+    const { rows } = await sql<{ customer_id: string }>`SELECT customer_id FROM reporting.customers
+      WHERE 'name-order' = ANY(tags) ORDER BY name_sort, customer_id`.execute(database.db);
+    expect(rows.map((r) => r.customer_id)).toEqual(expectedOrder(idOf));
   });
 
   it('lists users and teams in that order too', async () => {

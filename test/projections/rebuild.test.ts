@@ -137,7 +137,8 @@ const columnOf = (field: string) => field.replace(/[A-Z]/g, (c) => `_${c.toLower
 
 /**
  * The personal fields a reporting view may show (README, "Read models and the `reporting` schema": "the
- * reporting views expose only name, email and company of the personal fields", a customer's).
+ * reporting views expose only name (and `name_sort`, its sort key), email and company of the personal
+ * fields", a customer's; `name_sort` is no event's field).
  */
 const PERSONAL_COLUMNS_ALLOWED: Readonly<Record<string, readonly string[]>> = { customers: ['name', 'email', 'company'] };
 
