@@ -3,6 +3,7 @@ import { ERASED } from '../domain/shared.ts';
 import type { Projection } from './projection.ts';
 import { eraseMatchKeys } from './read-models/customers.ts';
 import type { PersonalData } from '../eventstore/personal-data.ts';
+import { ERASED_NAME_SORT } from './read-models/name-sort.ts';
 
 /**
  * Copies of the read models that live outside the live schema (`crm replay --schema s
@@ -19,6 +20,9 @@ export const PERSONAL_COLUMNS: Readonly<Record<string, readonly string[]>> = {
   feedback: ['subject'],
   activities: ['body'],
 };
+
+/** What a personal column reads once erased: '[erased]', but for a name's sort key, which sorts the erased last. */
+const erasedValueOf = (column: string): string => (column === 'name_sort' ? ERASED_NAME_SORT : ERASED);
 
 const COPIES_TABLE = 'read_model_copies';
 
@@ -59,7 +63,7 @@ export async function eraseInCopies(db: QueryExecutorProvider, readSchema: strin
     // The keys likely duplicates share are personal data too: gone, with the groups they made (copies made before them have none).
     if (table_name === 'customers' && (await hasDuplicateGroups(db, schema_name))) await eraseMatchKeys(db, schema_name, customerIds);
     const assignments = PERSONAL_COLUMNS[table_name]!.map(
-      (column) => sql`${sql.id(column)} = CASE WHEN ${sql.id(column)} IS NULL THEN NULL ELSE ${ERASED} END`,
+      (column) => sql`${sql.id(column)} = CASE WHEN ${sql.id(column)} IS NULL THEN NULL ELSE ${erasedValueOf(column)} END`,
     );
     await sql`
       UPDATE ${sql.id(schema_name, table_name)} SET ${sql.join(assignments)}

@@ -101,7 +101,7 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['deactivation_reason', 'Reason given with that deactivation (free text), null without one'],
       [
         'name_sort',
-        "The name's place in GET /customers?sort=name (dictionary order), compared byte by byte: ORDER BY name_sort, customer_id is the API's order; personal data, as name",
+        "The name's place in GET /customers?sort=name (dictionary order), compared byte by byte: ORDER BY name_sort, customer_id is the API's order; personal data, as name: a forgotten customer's sorts after every name",
       ],
     ],
     scoped: true,

@@ -6,7 +6,7 @@ import { earliest, isoOf, latest, occurredAt } from './common.ts';
 import { MONEY_TYPE, minorOfNumeric, numericOf } from '../../shared/money.ts';
 import { evolveCustomer, readHeadlineFigures, revenueLineOf, takeRefund, withCurrencyFigures, type CustomerRow, type RevenueLine } from './customer-fold.ts';
 import { ensureSchema, insertRows, RowSet, upsertRows, type TableSpec } from './rows.ts';
-import { nameSortOf } from './name-sort.ts';
+import { ERASED_NAME_SORT } from './name-sort.ts';
 import { DUPLICATE_REASONS, MATCH_KEY_COLUMN, type DuplicateReason, type MatchKeys } from './match-keys.ts';
 import { ioTurns } from '../../shared/io-turns.ts';
 import { MAX_MERGE_CHAIN } from '../../domain/customer/decider.ts';
@@ -509,7 +509,7 @@ const eraseDecrypted = (row: CustomerRow): void => {
   row.email = ERASED;
   row.email_search = ERASED;
   row.name_search = ERASED;
-  row.name_sort = nameSortOf(ERASED);
+  row.name_sort = ERASED_NAME_SORT;
   if (row.phone !== null) row.phone = ERASED;
 };
 
@@ -580,7 +580,8 @@ export const customersProjection: Projection = {
   // 12: a name's match key keeps combining marks in its words (`राम शर्मा` and `रीमा शर्मा` shared `र म शर`).
   // 13: `name_sort`, the name's place in dictionary order (name-sort.ts): `?sort=name` ordered by code point
   //     ("Émile" after "zoe").
-  version: 13,
+  // 14: a forgotten customer's `name_sort` is ERASED_NAME_SORT, after every name: as '[erased]' it sorted before the letters.
+  version: 14,
   tables: ['customers', 'customer_purchase_keys', 'customer_links', 'revenue_lines', 'customer_duplicate_groups'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },
   migrate,

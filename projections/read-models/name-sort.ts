@@ -1,3 +1,4 @@
+import { ERASED } from '../../domain/shared.ts';
 import { INVISIBLE_NAME_CHARACTERS } from './match-keys.ts';
 
 /**
@@ -23,9 +24,22 @@ const FOLDED = new RegExp(`[${Object.keys(FOLDED_LETTERS).join('')}]`, 'g');
 const INVISIBLE = new RegExp(INVISIBLE_NAME_CHARACTERS, 'g');
 /** Control characters: none is left in the first part, so the separator sorts below all it holds. */
 const CONTROLS = /\p{Cc}/gu;
+/**
+ * The last code point, a noncharacter, whose UTF-8 bytes sort after every other's: no name's key holds
+ * it, so a key that starts with it sorts after every name's.
+ */
+const LAST_CODE_POINT = '\u{10ffff}';
 
-/** A name in lower case, composed, without invisible or control characters. */
-const lowerForm = (name: string): string => name.replace(INVISIBLE, '').replace(CONTROLS, '').normalize('NFC').toLowerCase();
+/**
+ * The key of a forgotten customer's name: after every name's, so that `?sort=name` lists the erased
+ * last (and `-name` first, its exact reverse, as keyset pages need), ordered among themselves by id.
+ * As `[erased]` itself, it sorted among the names, before every letter. It reads as `[erased]` after
+ * the invisible U+10FFFF.
+ */
+export const ERASED_NAME_SORT = `${LAST_CODE_POINT}${ERASED}`;
+
+/** A name in lower case, composed, without invisible or control characters (nor the last code point). */
+const lowerForm = (name: string): string => name.replace(INVISIBLE, '').replace(CONTROLS, '').replaceAll(LAST_CODE_POINT, '').normalize('NFC').toLowerCase();
 
 /** The `name_sort` key of a name (see above). */
 export function nameSortOf(name: string): string {

@@ -21,6 +21,12 @@ const campaignOf = new Map<string, string>();
 const userOf = new Map<string, string>();
 const teamOf = new Map<string, string>();
 const TAG = 'name-order';
+/** Customers of the test of forgotten ones, by name as registered: those after `forgotten` are forgotten. */
+const ERASED_TAG = 'name-order-erased';
+const erasedOf = new Map<string, string>();
+const erasedOwnerId = randomUUID();
+const KEPT = ['1st Avenue', 'Ada', '\u{10ffff}Yann', 'Zoe'];
+const FORGOTTEN = ['Bob', 'Carla', 'Dora'];
 
 beforeAll(async () => {
   h = await createHarness('name_order');
@@ -47,6 +53,13 @@ beforeAll(async () => {
     await h.run({ type: 'CreateTeam', teamId, name: registered });
     if (registered !== name) await h.run({ type: 'RenameTeam', teamId, name });
   }
+  await h.run({ type: 'RegisterUser', userId: erasedOwnerId, name: 'Owner of the forgotten', email: 'erased-owner@crm.example', role: 'sales' });
+  for (const [i, name] of [...KEPT, ...FORGOTTEN].entries()) {
+    const customerId = randomUUID();
+    erasedOf.set(name, customerId);
+    await h.run({ type: 'RegisterCustomer', customerId, name, email: `e${i}@example.com`, tags: [ERASED_TAG], ownerId: erasedOwnerId });
+  }
+  for (const name of FORGOTTEN) await h.run({ type: 'ForgetCustomer', customerId: erasedOf.get(name)! });
   await runner.waitForPosition(h.lastPosition(), 30_000);
   q = createReadModelQueries({ db: h.database.db, schema: h.schemas.read });
 });
@@ -83,6 +96,23 @@ describe('?sort=name', () => {
     const expected = expectedOrder(idOf);
     expect(await allPages((cursor) => q.listCustomers({ sort: 'name', limit: 5, cursor }, scope))).toEqual(expected);
     expect(await allPages((cursor) => q.listCustomers({ sort: '-name', limit: 5, cursor }, scope))).toEqual([...expected].reverse());
+  });
+
+  it('lists forgotten customers after every name, by id, on every page size and both ways', async () => {
+    // '[erased]' as a key sorted after "1st" and before every letter. A name holding U+10FFFF, the code
+    // point the erased key starts with, sorts by its other letters ("yann").
+    const forgotten = FORGOTTEN.map((name) => erasedOf.get(name)!).sort();
+    const expected = [...KEPT.map((name) => erasedOf.get(name)!), ...forgotten];
+    for (const limit of [1, 2, 3, 50]) {
+      expect(await allPages((cursor) => q.listCustomers({ tag: ERASED_TAG, sort: 'name', limit, cursor }))).toEqual(expected);
+      expect(await allPages((cursor) => q.listCustomers({ tag: ERASED_TAG, sort: '-name', limit, cursor }))).toEqual([...expected].reverse());
+    }
+    // From the owner's index too.
+    const scope: ReadScope = { owners: [erasedOwnerId] };
+    expect(await allPages((cursor) => q.listCustomers({ sort: 'name', limit: 2, cursor }, scope))).toEqual(expected);
+    expect(await allPages((cursor) => q.listCustomers({ sort: '-name', limit: 2, cursor }, scope))).toEqual([...expected].reverse());
+    const first = await q.listCustomers({ tag: ERASED_TAG, sort: 'name', limit: KEPT.length + 1 });
+    expect(first.items.at(-1)).toMatchObject({ name: '[erased]', status: 'forgotten' });
   });
 
   it('lists campaigns in the same order', async () => {

@@ -148,4 +148,27 @@ describe('projections on PGlite', () => {
     const teams = new Set(teamOf.values());
     expect((await listTeams(database.db, 'crm')).map((t) => t.team_id).filter((id) => teams.has(id))).toEqual(expectedOrder(teamOf));
   });
+
+  it('lists forgotten customers after every name, both ways, paging through them', async () => {
+    const idOf = new Map<string, string>();
+    for (const [i, name] of ['1st Avenue', 'Ada', 'Bob', 'Carla', 'Zoe'].entries()) {
+      const customerId = randomUUID();
+      idOf.set(name, customerId);
+      await run({ type: 'RegisterCustomer', customerId, name, email: `erased-order${i}@example.com`, tags: ['name-order-erased'] });
+    }
+    for (const name of ['Bob', 'Carla']) await run({ type: 'ForgetCustomer', customerId: idOf.get(name)! });
+    await runner.waitForPosition(last, 10_000);
+    const q = createReadModelQueries({ db: database.db, schema: 'crm' });
+    const expected = [...['1st Avenue', 'Ada', 'Zoe'].map((name) => idOf.get(name)!), ...[idOf.get('Bob')!, idOf.get('Carla')!].sort()];
+    for (const sort of ['name', '-name']) {
+      const ids: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await q.listCustomers({ tag: 'name-order-erased', sort, limit: 1, cursor });
+        ids.push(...page.items.map((c) => c.id));
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor !== undefined);
+      expect(ids).toEqual(sort === 'name' ? expected : [...expected].reverse());
+    }
+  });
 });
