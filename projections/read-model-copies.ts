@@ -53,16 +53,20 @@ export async function registerReadModelCopy(
 /** Erases the customers' personal columns in every registered copy that still exists (or in `only` of them). */
 export async function eraseInCopies(db: QueryExecutorProvider, readSchema: string, customerIds: readonly string[], only?: string): Promise<void> {
   if (customerIds.length === 0) return;
-  const { rows: tables } = await sql<{ schema_name: string; table_name: string }>`
-    SELECT c.schema_name, t.table_name
+  // With the columns each copy's table has: a copy made by an earlier version lacks the later ones
+  // (`name_sort` before customers version 13), and an UPDATE naming one failed the forget.
+  const { rows: tables } = await sql<{ schema_name: string; table_name: string; columns: string[] }>`
+    SELECT c.schema_name, t.table_name, array_agg(k.column_name::text ORDER BY k.ordinal_position) AS columns
       FROM ${sql.id(readSchema, COPIES_TABLE)} c
       JOIN information_schema.tables t ON t.table_schema = c.schema_name AND t.table_name = ANY(${Object.keys(PERSONAL_COLUMNS)}::text[])
+      JOIN information_schema.columns k ON k.table_schema = t.table_schema AND k.table_name = t.table_name
      WHERE ${only === undefined ? sql`true` : sql`c.schema_name = ${only}`}
+     GROUP BY c.schema_name, t.table_name
      ORDER BY c.schema_name, t.table_name`.execute(db);
-  for (const { schema_name, table_name } of tables) {
+  for (const { schema_name, table_name, columns } of tables) {
     // The keys likely duplicates share are personal data too: gone, with the groups they made (copies made before them have none).
     if (table_name === 'customers' && (await hasDuplicateGroups(db, schema_name))) await eraseMatchKeys(db, schema_name, customerIds);
-    const assignments = PERSONAL_COLUMNS[table_name]!.map(
+    const assignments = PERSONAL_COLUMNS[table_name]!.filter((column) => columns.includes(column)).map(
       (column) => sql`${sql.id(column)} = CASE WHEN ${sql.id(column)} IS NULL THEN NULL ELSE ${erasedValueOf(column)} END`,
     );
     await sql`

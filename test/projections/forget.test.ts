@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catchUp } from '../../projections/catch-up.ts';
 import { migrateProjections } from '../../projections/checkpoints.ts';
+import { eraseInCopies, registerReadModelCopy } from '../../projections/read-model-copies.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { createHarness, type Harness } from './support.ts';
@@ -98,5 +99,23 @@ describe('forgetting a customer the read models already show', () => {
       dueAt: '2026-06-01T09:00:00.000Z',
       open: true,
     });
+  });
+});
+
+describe('forgetting a customer in a replay copy', () => {
+  it('erases a copy made by a version without name_sort (customers before version 13), the columns it has', async () => {
+    // A copy as `crm replay` made it before name_sort: the customers table of that version.
+    const copy = `${h.schemas.read}_old_copy`;
+    const customerId = randomUUID();
+    await sql`CREATE SCHEMA ${sql.id(copy)}`.execute(h.database.db);
+    await sql`CREATE TABLE ${sql.id(copy, 'customers')} (customer_id uuid PRIMARY KEY, name text NOT NULL, email text NOT NULL,
+      email_search text NOT NULL, name_search text NOT NULL, phone text, company text)`.execute(h.database.db);
+    await sql`INSERT INTO ${sql.id(copy, 'customers')} VALUES (${customerId}, 'Old Copy', 'old@copy.example', 'old@copy.example', 'old copy', '+4912', null)`.execute(
+      h.database.db,
+    );
+    await registerReadModelCopy(h.database.db, h.schemas.read, { schema: copy, purpose: 'replay' });
+    await eraseInCopies(h.database.db, h.schemas.read, [customerId], copy);
+    const { rows } = await sql`SELECT name, email, email_search, name_search, phone, company FROM ${sql.id(copy, 'customers')}`.execute(h.database.db);
+    expect(rows).toEqual([{ name: '[erased]', email: '[erased]', email_search: '[erased]', name_search: '[erased]', phone: '[erased]', company: null }]);
   });
 });
