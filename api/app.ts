@@ -107,7 +107,6 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   const keys = createApiKeyStore(deps.database.db, { schema: deps.schemas.events, readSchema: deps.schemas.read });
   await keys.migrate();
   const idempotency = createIdempotencyGuard(deps.database.db, { schema: deps.schemas.events, fingerprintKey: deps.fingerprintKey });
-  await idempotency.migrate();
   const cursors = createCursorSeal(await loadServerSecret(deps.database.db, deps.schemas.events, 'list-cursors'));
   const context: RouteContext = { deps, metrics, keys, idempotency, cursors, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
 

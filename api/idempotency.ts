@@ -1,5 +1,5 @@
 import { createHash, createHmac } from 'node:crypto';
-import { sql, type Generated, type Kysely } from 'kysely';
+import type { Generated, Kysely } from 'kysely';
 import { ProblemError } from './problems.ts';
 
 /**
@@ -10,10 +10,10 @@ import { ProblemError } from './problems.ts';
  * Keys belong to the API key that sent them: two clients that happen to choose the same key never
  * meet (neither is refused, nor told what the other did), and the command layer derives the ids of
  * events and created records from the key within its API key (`commandKeyOf`).
- * Fingerprints live in `idempotency_keys` in the events schema (prune by `created_at` if it grows).
+ * Fingerprints live in `idempotency_keys` in the events schema (prune by `created_at` if it grows),
+ * made by the event store's migrations (eventstore/postgres/migrations.ts, for every engine).
  */
 export interface IdempotencyGuard {
-  migrate(): Promise<void>;
   /**
    * Records the request's fingerprint under (API key, key) and answers the key the command layer
    * derives ids from; throws a 422 problem when this API key used `key` for another request.
@@ -93,45 +93,11 @@ export function createIdempotencyGuard(
 ): IdempotencyGuard {
   const db = handle.withTables<IdempotencyTables>();
   const { schema } = options;
-  const table = sql.id(schema, 'idempotency_keys');
-  const scoped = async (from: Kysely<IdempotencyTables>): Promise<boolean> => {
-    const { rows } =
-      await sql`SELECT 1 FROM information_schema.columns WHERE table_schema = ${schema} AND table_name = 'idempotency_keys' AND column_name = 'api_key_id'`.execute(
-        from,
-      );
-    return rows.length > 0;
-  };
   const conflict = (route: string) =>
     new ProblemError('idempotency_conflict', `This Idempotency-Key was already used for a different request (${route}); use a new key for a new request.`, {
       errors: [{ field: 'idempotency-key', message: 'already used for a different request' }],
     });
   return {
-    async migrate() {
-      // Up to date (every start after the first): no lock, no transaction.
-      if (await scoped(db)) return;
-      // Several processes may start at once: one creates or upgrades the table, the others then find it done.
-      await db.transaction().execute(async (trx) => {
-        await sql`SELECT pg_advisory_xact_lock(hashtext(${`crm-idempotency-keys:${schema}`}))`.execute(trx);
-        await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(trx);
-        await sql`
-          CREATE TABLE IF NOT EXISTS ${table} (
-            api_key_id text NOT NULL,
-            key text NOT NULL,
-            fingerprint text NOT NULL,
-            route text NOT NULL,
-            created_at timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (api_key_id, key)
-          )`.execute(trx);
-        if (await scoped(trx)) return;
-        // A table of an earlier version (keys shared by every API key): its rows become unscoped ones.
-        await sql`
-          ALTER TABLE ${table}
-            ADD COLUMN api_key_id text NOT NULL DEFAULT ${sql.lit(UNSCOPED)},
-            DROP CONSTRAINT idempotency_keys_pkey,
-            ADD PRIMARY KEY (api_key_id, key)`.execute(trx);
-        await sql`ALTER TABLE ${table} ALTER COLUMN api_key_id DROP DEFAULT`.execute(trx);
-      });
-    },
     async claim(apiKeyId, key, request) {
       const route = routeOf(request);
       const fingerprint = fingerprintOf(request, options.fingerprintKey);

@@ -1,4 +1,4 @@
-import { EventStoreUnavailable, MasterKeyMismatch, StoreDoesNotFitServer, StoreNotFound } from '../eventstore/errors.ts';
+import { EventStoreUnavailable, MasterKeyMismatch, StoreDoesNotFitServer, StoreFromNewerVersion, StoreNotFound } from '../eventstore/errors.ts';
 import { inCauses } from '../shared/causes.ts';
 import { unavailableAdvice } from './advice.ts';
 import { ReadModelRebuilding, ReadModelsFromNewerVersion, ReadModelsHeld, RebuildShadowLost } from '../projections/errors.ts';
@@ -162,7 +162,12 @@ const report = (error: unknown): number => {
     err(`crm: ${error.message}`);
     return 2;
   }
-  if (error instanceof MasterKeyMismatch || error instanceof ReadModelsFromNewerVersion || error instanceof StoreDoesNotFitServer) {
+  if (
+    error instanceof MasterKeyMismatch ||
+    error instanceof ReadModelsFromNewerVersion ||
+    error instanceof StoreFromNewerVersion ||
+    error instanceof StoreDoesNotFitServer
+  ) {
     err(`crm: ${error.message}`);
     return 78; // EX_CONFIG
   }

@@ -95,6 +95,27 @@ export class MasterKeyMismatch extends EventStoreError {}
 export class StoreDoesNotFitServer extends EventStoreError {}
 
 /**
+ * Refused at start: the store was migrated by a newer version of the CRM (a rollback, or an older
+ * process started beside newer ones). A store migration changes a table or what events hold (a field
+ * now encrypted, one now required): this version would fail on the tables and write events the newer
+ * one misreads, and personal data in clear that a forget no longer erases. Nothing was written.
+ */
+export class StoreFromNewerVersion extends EventStoreError {
+  constructor(
+    readonly schema: string,
+    /** The applied migrations this version does not know. */
+    readonly migrations: readonly string[],
+  ) {
+    super(
+      `The event store in schema ${schema} was migrated by a newer version of the CRM than this process (store migrations ${migrations.join(', ')}, ` +
+        'which this version does not have). Nothing was written. Run the newer version here, or stop this process. A rollback past a store ' +
+        'migration is not possible: to go back to this version, restore a backup taken before the newer version first started ' +
+        '(README: "Upgrading").',
+    );
+  }
+}
+
+/**
  * A command that reads what is stored found no store where it was pointed (an embedded data folder
  * with no database in it): opening would have created an empty one and reported on nothing.
  */

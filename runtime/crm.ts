@@ -7,7 +7,7 @@ import type { EventStore } from '../eventstore/contract.ts';
 import { EmbeddedDatabaseInUse, EventStoreUnavailable, StoreNotFound } from '../eventstore/errors.ts';
 import { createPersonalData, type PersonalData } from '../eventstore/personal-data.ts';
 import { createEmailIndex, type EmailIndex } from '../eventstore/email-index.ts';
-import { connectPostgres, createPostgresEventStore, holdSessionLock, openPglite, type SqlDatabase } from '../eventstore/postgres/index.ts';
+import { connectPostgres, createPostgresEventStore, holdSessionLock, migrateEventStore, openPglite, type SqlDatabase } from '../eventstore/postgres/index.ts';
 import { toUnavailable, type PoolTimeouts } from '../eventstore/postgres/database.ts';
 import { createBackoff, pause } from '../eventstore/backoff.ts';
 import type { CrmApp } from '../api/app.ts';
@@ -269,7 +269,16 @@ export const openPersonalData = (config: CrmConfig, database: SqlDatabase): Prom
 async function openEventStore(config: CrmConfig, database: SqlDatabase, overrides: RuntimeOverrides): Promise<EventStore> {
   if (config.eventStore.kind === 'eventstoredb') {
     const { createEventStoreDbStore } = await import('./eventstoredb.ts');
-    return createEventStoreDbStore(config.eventStore.url);
+    const store = await createEventStoreDbStore(config.eventStore.url);
+    // What is kept in SQL beside the events (idempotency keys), and the store's migrations: a store
+    // migrated by a newer version is refused with EventStoreDB too.
+    try {
+      await migrateEventStore(database.db, config.schemas.events, { engineTables: false });
+    } catch (error) {
+      await store.close().catch(() => undefined);
+      throw error;
+    }
+    return store;
   }
   return createPostgresEventStore(database, {
     schema: config.schemas.events,

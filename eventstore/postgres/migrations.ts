@@ -1,6 +1,6 @@
 import { sql, type Kysely, type Migration, type QueryExecutorProvider } from 'kysely';
 import { quoteIdentifier, quoteLiteral } from '../../shared/sql.ts';
-import { EventStoreError, StoreDoesNotFitServer } from '../errors.ts';
+import { EventStoreError, StoreDoesNotFitServer, StoreFromNewerVersion } from '../errors.ts';
 
 /**
  * Bits of a global position given to the event's ordinal inside its transaction:
@@ -577,7 +577,39 @@ const streamSnapshots = (schema: string): Migration => ({
   },
 });
 
-const migrationsFor = (schema: string): Record<string, Migration> => ({
+/**
+ * The API's idempotency keys (api/idempotency.ts). The API created the table at its start, outside
+ * this registry, until 2026-12-07: a store may hold it already, keyed by (API key, key) since
+ * 2026-12-03, or by the key alone before (its rows become unscoped ones, `UNSCOPED` = '' there).
+ */
+const idempotencyKeys = (schema: string): Migration => ({
+  async up(db: Kysely<any>) {
+    const table = `${quote(schema)}.idempotency_keys`;
+    await sql
+      .raw(
+        `
+      CREATE TABLE IF NOT EXISTS ${table} (
+        api_key_id text NOT NULL,
+        key text NOT NULL,
+        fingerprint text NOT NULL,
+        route text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (api_key_id, key)
+      )`,
+      )
+      .execute(db);
+    const { rows } = await sql`SELECT 1 FROM information_schema.columns
+      WHERE table_schema = ${schema} AND table_name = 'idempotency_keys' AND column_name = 'api_key_id'`.execute(db);
+    if (rows.length > 0) return;
+    await sql
+      .raw(`ALTER TABLE ${table} ADD COLUMN api_key_id text NOT NULL DEFAULT '', DROP CONSTRAINT idempotency_keys_pkey, ADD PRIMARY KEY (api_key_id, key)`)
+      .execute(db);
+    await sql.raw(`ALTER TABLE ${table} ALTER COLUMN api_key_id DROP DEFAULT`).execute(db);
+  },
+});
+
+/** The PostgreSQL engine's own tables and functions: with EventStoreDB holding the events, none of them runs. */
+const engineMigrationsFor = (schema: string): Record<string, Migration> => ({
   // The name is kept from when it also created the first append function.
   '0001_events_streams_append': initialSchema(schema),
   '0002_append_function': appendFunction(schema),
@@ -592,6 +624,21 @@ const migrationsFor = (schema: string): Record<string, Migration> => ({
   '0011_stream_snapshots': streamSnapshots(schema),
 });
 
+/**
+ * What every engine keeps in SQL beside its events, and the generations of what events hold: a
+ * change of an event's stored format comes with a migration here (a no-op one will do, see
+ * domain/README.md "Changing what an event stores"), so that older versions refuse the store.
+ */
+const besideEventsMigrationsFor = (schema: string): Record<string, Migration> => ({
+  '0012_idempotency_keys': idempotencyKeys(schema),
+});
+
+/** The name of the newest store migration this version has (test/domain/event-formats.test.ts pairs the event formats with it). */
+export const latestStoreMigration = (): string =>
+  Object.keys({ ...engineMigrationsFor('s'), ...besideEventsMigrationsFor('s') })
+    .sort()
+    .at(-1)!;
+
 /** Names of the migrations already applied in `schema` (none when the schema is new). */
 const appliedMigrations = async (db: Kysely<any>, schema: string): Promise<Set<string>> => {
   try {
@@ -603,16 +650,30 @@ const appliedMigrations = async (db: Kysely<any>, schema: string): Promise<Set<s
 };
 
 /**
+ * Refuses a store migrated by a newer version: applied migrations this version does not know changed
+ * a table it uses or what events hold. Checked before anything is written.
+ */
+const refuseNewerStore = (schema: string, applied: Set<string>): void => {
+  const known = { ...engineMigrationsFor(schema), ...besideEventsMigrationsFor(schema) };
+  const unknown = [...applied].filter((name) => !Object.hasOwn(known, name)).sort();
+  if (unknown.length > 0) throw new StoreFromNewerVersion(schema, unknown);
+};
+
+/**
  * Creates or upgrades the event store's tables in `schema`; safe to call from several processes.
  * One transaction under an advisory lock per schema: a second process waits, then finds the work
  * done. (kysely's Migrator introspects every table of the database first, which fails while another
  * process drops an unrelated schema.) The bookkeeping table keeps the Migrator's columns, so stores
- * it created upgrade in place.
+ * it created upgrade in place. A store migrated by a newer version is refused
+ * (`StoreFromNewerVersion`), with nothing written. With `engineTables: false` (the events are in
+ * EventStoreDB) only the migrations of what is kept beside the events run.
  */
-export const migrateEventStore = async (db: Kysely<any>, schema: string): Promise<void> => {
-  const migrations = Object.entries(migrationsFor(schema)).sort(([a], [b]) => a.localeCompare(b));
+export const migrateEventStore = async (db: Kysely<any>, schema: string, options: { engineTables?: boolean } = {}): Promise<void> => {
+  const registry = { ...(options.engineTables === false ? {} : engineMigrationsFor(schema)), ...besideEventsMigrationsFor(schema) };
+  const migrations = Object.entries(registry).sort(([a], [b]) => a.localeCompare(b));
   // Up to date (every start after the first): no lock, no transaction.
   const applied = await appliedMigrations(db, schema);
+  refuseNewerStore(schema, applied);
   if (migrations.every(([name]) => applied.has(name))) return;
   await db.transaction().execute(async (trx) => {
     await sql`SELECT pg_advisory_xact_lock(hashtext(${`crm-eventstore-migrations:${schema}`}))`.execute(trx);
@@ -621,6 +682,8 @@ export const migrateEventStore = async (db: Kysely<any>, schema: string): Promis
       .raw(`CREATE TABLE IF NOT EXISTS ${quote(schema)}.eventstore_migration (name varchar(255) PRIMARY KEY, timestamp varchar(255) NOT NULL)`)
       .execute(trx);
     const done = await appliedMigrations(trx, schema);
+    // A newer process may have migrated the store while this one waited for the lock.
+    refuseNewerStore(schema, done);
     for (const [name, migration] of migrations) {
       if (done.has(name)) continue;
       try {

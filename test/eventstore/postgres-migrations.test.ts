@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { EventStoreError, StoreDoesNotFitServer } from '../../eventstore/errors.ts';
+import { createIdempotencyGuard } from '../../api/idempotency.ts';
+import { EventStoreError, StoreDoesNotFitServer, StoreFromNewerVersion } from '../../eventstore/errors.ts';
 import { connectPostgres } from '../../eventstore/postgres/database.ts';
 import { migrateEventStore, quoteIdentifier, streamHeadsJoin } from '../../eventstore/postgres/migrations.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
@@ -42,6 +43,7 @@ const ALL = [
   '0009_append_streams_generic_plans',
   '0010_append_events_generic_plans',
   '0011_stream_snapshots',
+  '0012_idempotency_keys',
 ];
 
 /**
@@ -326,5 +328,101 @@ describe('a store that does not fit the database it is in (a restore gone wrong)
     );
     expect(refused).toBeInstanceOf(StoreDoesNotFitServer);
     expect((refused as Error).message).toContain(`write to another schema ("${schema}"): the schemas were renamed after a restore`);
+  });
+});
+
+describe('the idempotency keys table, made by the API at its start before it was a store migration', () => {
+  const table = (schema: string) => sql.id(schema, 'idempotency_keys');
+  const primaryKey = async (schema: string): Promise<string | undefined> => {
+    const { rows } = await sql<{ columns: string }>`
+      SELECT string_agg(a.attname, ',' ORDER BY array_position(c.conkey, a.attnum)) AS columns
+      FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+      WHERE c.conrelid = ${`${quoteIdentifier(schema)}.idempotency_keys`}::regclass AND c.contype = 'p'`.execute(database.db);
+    return rows[0]?.columns;
+  };
+
+  it('as made since 2026-12-03 (keyed by API key): kept as it is, rows and all, and recorded', async () => {
+    const schema = nextSchema();
+    await (await createPostgresEventStore(database, { schema })).close();
+    await sql`INSERT INTO ${table(schema)} (api_key_id, key, fingerprint, route) VALUES ('api-key-a', 'k-1', 'f', 'POST /customers')`.execute(database.db);
+    await sql`DELETE FROM ${sql.id(schema, 'eventstore_migration')} WHERE name = '0012_idempotency_keys'`.execute(database.db);
+    const store = await createPostgresEventStore(database, { schema });
+    expect(await applied(schema)).toEqual(ALL);
+    const { rows } = await sql`SELECT api_key_id, key FROM ${table(schema)}`.execute(database.db);
+    expect(rows).toEqual([{ api_key_id: 'api-key-a', key: 'k-1' }]);
+    expect(await primaryKey(schema)).toBe('api_key_id,key');
+    await store.close();
+  });
+
+  it('as made before (keyed by the key alone): gets the API key column and key, its rows unscoped ones; processes starting together upgrade it once', async () => {
+    const schema = nextSchema();
+    await (await createPostgresEventStore(database, { schema })).close();
+    await sql`DROP TABLE ${table(schema)}`.execute(database.db);
+    await sql`
+      CREATE TABLE ${table(schema)} (
+        key text PRIMARY KEY,
+        fingerprint text NOT NULL,
+        route text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      )`.execute(database.db);
+    await sql`INSERT INTO ${table(schema)} (key, fingerprint, route) VALUES ('k-1', 'f', 'POST /customers')`.execute(database.db);
+    await sql`DELETE FROM ${sql.id(schema, 'eventstore_migration')} WHERE name = '0012_idempotency_keys'`.execute(database.db);
+    const other = connectPostgres(schemas.url, { max: 2 });
+    try {
+      const stores = await Promise.all([database, other].map((handle) => createPostgresEventStore(handle, { schema })));
+      for (const store of stores) await store.close();
+    } finally {
+      await other.close();
+    }
+    expect(await applied(schema)).toEqual(ALL);
+    const { rows } = await sql`SELECT api_key_id, key FROM ${table(schema)}`.execute(database.db);
+    expect(rows).toEqual([{ api_key_id: '', key: 'k-1' }]);
+    expect(await primaryKey(schema)).toBe('api_key_id,key');
+    // Two API keys may now hold the same key.
+    const guard = createIdempotencyGuard(database.db, { schema });
+    const request = { method: 'POST', route: '/customers', resourceId: null, body: { name: 'x' } };
+    expect(await guard.claim('api-key-a', 'k-2', request)).toBe('api-key-a:k-2');
+    expect(await guard.claim('api-key-b', 'k-2', { ...request, body: { name: 'y' } })).toBe('api-key-b:k-2');
+  });
+
+  it('with the events in EventStoreDB: only what is kept beside them is made, and recorded', async () => {
+    const schema = nextSchema();
+    await migrateEventStore(database.db, schema, { engineTables: false });
+    expect(await applied(schema)).toEqual(['0012_idempotency_keys']);
+    const { rows } = await sql<{ events: string | null; keys: string | null }>`
+      SELECT to_regclass(${`${quoteIdentifier(schema)}.events`})::text AS events, to_regclass(${`${quoteIdentifier(schema)}.idempotency_keys`})::text AS keys`.execute(
+      database.db,
+    );
+    expect(rows[0]).toEqual({ events: null, keys: expect.stringMatching(/\.idempotency_keys$/) });
+  });
+});
+
+describe('a store migrated by a newer version (a rollback, or an older process started beside newer ones)', () => {
+  const NEWER = '0099_from_a_newer_release';
+
+  it('is refused at start, naming the migrations this version does not have and what to do; nothing is written', async () => {
+    const schema = nextSchema();
+    const store = await createPostgresEventStore(database, { schema });
+    await store.appendToStream('customer-1', [newEvent()]);
+    await store.close();
+    await sql`INSERT INTO ${sql.id(schema, 'eventstore_migration')} (name, timestamp) VALUES (${NEWER}, ${new Date().toISOString()})`.execute(database.db);
+    const refused = await createPostgresEventStore(database, { schema }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(StoreFromNewerVersion);
+    expect((refused as Error).message).toBe(
+      `The event store in schema ${schema} was migrated by a newer version of the CRM than this process (store migrations ${NEWER}, which this version ` +
+        'does not have). Nothing was written. Run the newer version here, or stop this process. A rollback past a store migration is not possible: ' +
+        'to go back to this version, restore a backup taken before the newer version first started (README: "Upgrading").',
+    );
+    // A store that also lacks one of this version's migrations: none of them runs.
+    await sql`DELETE FROM ${sql.id(schema, 'eventstore_migration')} WHERE name = '0012_idempotency_keys'`.execute(database.db);
+    await sql`DROP TABLE ${sql.id(schema, 'idempotency_keys')}`.execute(database.db);
+    await expect(createPostgresEventStore(database, { schema })).rejects.toBeInstanceOf(StoreFromNewerVersion);
+    // With the events in EventStoreDB, what is kept beside them is refused the same way.
+    await expect(migrateEventStore(database.db, schema, { engineTables: false })).rejects.toBeInstanceOf(StoreFromNewerVersion);
+    expect(await applied(schema)).toEqual([...ALL.filter((name) => name !== '0012_idempotency_keys'), NEWER]);
+    const { rows } = await sql<{ keys: string | null }>`SELECT to_regclass(${`${quoteIdentifier(schema)}.idempotency_keys`})::text AS keys`.execute(
+      database.db,
+    );
+    expect(rows[0]!.keys).toBeNull();
   });
 });
