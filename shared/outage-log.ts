@@ -77,12 +77,18 @@ const REPEAT_EVERY_MS = 5 * 60_000;
 
 /**
  * For parts that log every retry themselves (the publishers' lease renewal, projections/leases.ts):
- * the same message again within five minutes is left out, and counted on the next one let through.
+ * the same failure (a `warn` or `error` message) again within five minutes is left out, and counted on
+ * the next one let through. An `info` line always passes: each says something happened (a lease taken
+ * over or handed over), and a take-over 77 s after the first "projection leases changed" was never logged.
  */
 export function withoutRepeats(log: Log | undefined): Log | undefined {
   if (!log) return undefined;
   const seen = new Map<string, { at: number; left: number }>();
   return (message, details, level) => {
+    if (level === undefined || level === 'info') {
+      log(message, details, level);
+      return;
+    }
     const now = Date.now();
     const last = seen.get(message);
     if (last && now - last.at < REPEAT_EVERY_MS) {

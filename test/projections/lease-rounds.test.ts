@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import { LEASE_TABLE, LeaseLost, migrateLeases, ProjectionLeases, readLeaseHolders, WORKER_TABLE, type LeaseChange } from '../../projections/leases.ts';
 import { isRunning, procStat } from '../../shared/processes.ts';
+import { withoutRepeats, type Log, type LogLevel } from '../../shared/outage-log.ts';
 import { ensureSchema } from '../../shared/sql.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
 
@@ -44,10 +45,19 @@ afterAll(async () => {
 const worker = (
   schema: string,
   workerId: string,
-  options: { projections?: string[]; leaseSeconds?: number; renewEveryMs?: number; fallbackWorkerId?: string; withoutLog?: boolean } = {},
+  options: {
+    projections?: string[];
+    leaseSeconds?: number;
+    renewEveryMs?: number;
+    fallbackWorkerId?: string;
+    withoutLog?: boolean;
+    /** The log as runtime/crm.ts hands it over: through `withoutRepeats`. */
+    repeatsLeftOut?: boolean;
+  } = {},
 ) => {
   const changes: LeaseChange[] = [];
   const logs: { message: string; details?: Record<string, unknown> }[] = [];
+  const log: Log = (message, details) => void logs.push({ message, ...(details ? { details } : {}) });
   const leases = new ProjectionLeases({
     db,
     schema,
@@ -57,7 +67,7 @@ const worker = (
     renewEveryMs: options.renewEveryMs ?? NEVER,
     ...(options.fallbackWorkerId ? { fallbackWorkerId: options.fallbackWorkerId } : {}),
     onChange: (change) => changes.push(change),
-    ...(options.withoutLog ? {} : { log: (message: string, details?: Record<string, unknown>) => logs.push({ message, ...(details ? { details } : {}) }) }),
+    ...(options.withoutLog ? {} : { log: options.repeatsLeftOut ? withoutRepeats(log) : log }),
   });
   workers.push(leases);
   return { leases, changes, logs };
@@ -329,6 +339,35 @@ describe('two workers', () => {
     await beta.leases.stop();
     expect((await alpha.leases.tick()).acquired.sort()).toEqual(['feedback', 'timeline']);
     expect(alpha.leases.ownsAll()).toBe(true);
+  });
+
+  it('every take-over and hand-over reaches a log that leaves out repeated failures, however soon after the last', async () => {
+    const schema = freshSchema();
+    const alpha = worker(schema, 'alpha', { repeatsLeftOut: true });
+    const beta = worker(schema, 'beta', { repeatsLeftOut: true });
+    await alpha.leases.start();
+    await beta.leases.start();
+    await alpha.leases.tick();
+    await beta.leases.tick();
+    // Beta stops: alpha takes its share back, seconds after its earlier hand-over was logged.
+    await beta.leases.stop();
+    await alpha.leases.tick();
+    const changed = (logs: { message: string; details?: Record<string, unknown> }[]) =>
+      logs
+        .filter((l) => l.message === 'projection leases changed')
+        .map((l) => ({ acquired: [...(l.details?.acquired as string[])].sort(), lost: l.details?.lost }));
+    expect(changed(alpha.logs)).toEqual([
+      { acquired: NAMES, lost: [] },
+      { acquired: [], lost: ['feedback', 'timeline'] },
+      { acquired: ['feedback', 'timeline'], lost: [] },
+    ]);
+    expect(changed(beta.logs)).toEqual([{ acquired: ['feedback', 'timeline'], lost: [] }]);
+    // What it is there for stays: a failure said again within five minutes is left out, then counted.
+    const lines: { message: string; level?: LogLevel; details?: Record<string, unknown> }[] = [];
+    const log = withoutRepeats((message, details, level) => void lines.push({ message, level, ...(details ? { details } : {}) }))!;
+    log('projection lease renewal failed', { error: 'connection refused' }, 'warn');
+    log('projection lease renewal failed', { error: 'connection reset' }, 'warn');
+    expect(lines).toEqual([{ message: 'projection lease renewal failed', level: 'warn', details: { error: 'connection refused' } }]);
   });
 
   it('a worker below its share takes only what it lacks, though more is free: the rest stays for the other worker', async () => {
