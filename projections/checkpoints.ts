@@ -110,6 +110,19 @@ export const builtOtherwise = (checkpoint: Pick<Checkpoint, 'version' | 'variant
 export const supersedes = (checkpoint: Pick<Checkpoint, 'version' | 'variant'> & { state: string }, projection: Builder): boolean =>
   checkpoint.state !== 'rebuilding' && builtOtherwise(checkpoint, projection);
 
+/**
+ * Of `supersedes`: the read model was built by an older version of the projection. To a process that has
+ * not started its projections (an API replica with CRM_PROJECTIONS=off, a worker before its start) it is
+ * not superseded but awaiting its rebuild by this version, which a process of it does at its start; once a
+ * process has started, one built by an older version was rebuilt under it (an older `crm rebuild`).
+ */
+export const awaitsRebuild = (checkpoint: Pick<Checkpoint, 'version'>, projection: Builder): boolean => checkpoint.version < projection.version;
+
+/** What `awaitsRebuild` means for the operator. */
+export const awaitingRebuildBecause = (checkpoint: Pick<Checkpoint, 'version'>, projection: Builder): string =>
+  `its read model was built by version ${checkpoint.version} of this projection and awaits its rebuild by version ${projection.version}, ` +
+  'which this version of the CRM runs: a crm project or crm serve of this version rebuilds it at its start, the old tables serving meanwhile';
+
 /** What `supersedes` means for the operator, and what to do. */
 export const supersededBecause = (checkpoint: Pick<Checkpoint, 'version' | 'variant'>, projection: Builder): string =>
   `its read model was rebuilt by version ${checkpoint.version}${checkpoint.variant ? ` (${checkpoint.variant})` : ''} of this projection, ` +

@@ -18,6 +18,8 @@ import {
   checkpointsPastTheStore,
   clearFailure,
   builtOtherwise,
+  awaitingRebuildBecause,
+  awaitsRebuild,
   supersededBecause,
   supersedes,
   ensureCheckpoint,
@@ -134,6 +136,12 @@ export class ProjectionRunner {
   private readonly failed = new Set<string>();
   /** Of `failed`: those whose read model another version of the CRM built (`supersede`). */
   private readonly superseded = new Set<string>();
+  /**
+   * `start` has rebuilt what another version built. Before, a read model built otherwise awaits this
+   * process's own rebuild (a lease taken at start reloads the checkpoints first); after, another
+   * version rebuilt it under this process (`supersede`).
+   */
+  private started = false;
   private readonly waiters = new Set<Waiter>();
   private subscription: Subscription | undefined;
   private pending: SubscriptionMessage[][] = [];
@@ -220,6 +228,7 @@ export class ProjectionRunner {
       // Said when done too: an operator watching an upgrade saw it begin and nothing after.
       this.options.log?.('rebuilt projections whose version or variant changed', { names: changed.map((p) => p.name), seconds: (Date.now() - started) / 1000 });
     }
+    this.started = true;
     await this.reloadCheckpoints();
     await this.failCheckpointsAhead();
     this.running = true;
@@ -300,8 +309,11 @@ export class ProjectionRunner {
       if (!cp) continue;
       this.positions.set(p.name, cp.position);
       if (cp.state === 'failed' || cp.state === 'stopped') this.failed.add(p.name);
-      else if (supersedes(cp, p)) this.supersede(p, cp);
-      else {
+      else if (supersedes(cp, p)) {
+        // Not run until start() rebuilt it (or refused a newer read model); no operator has anything to do.
+        if (this.started) this.supersede(p, cp);
+        else this.failed.add(p.name);
+      } else {
         this.failed.delete(p.name);
         this.superseded.delete(p.name);
       }
@@ -352,7 +364,10 @@ export class ProjectionRunner {
     );
     return statuses.map((status) => {
       const p = this.options.projections.find((q) => q.name === status.name);
-      return p && supersedes(status, p) ? { ...status, state: 'superseded', lastError: supersededBecause(status, p) } : status;
+      if (!p || !supersedes(status, p)) return status;
+      // Listed as `rebuilding` (README, Upgrading): the old tables serve until this version's rebuild swaps in.
+      if (!this.started && awaitsRebuild(status, p)) return { ...status, state: 'rebuilding', lastError: awaitingRebuildBecause(status, p) };
+      return { ...status, state: 'superseded', lastError: supersededBecause(status, p) };
     });
   }
 

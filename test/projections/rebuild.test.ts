@@ -14,6 +14,8 @@ import { isShadowOf } from '../../projections/shadows.ts';
 import { eventSchemas, personalFields } from '../../domain/catalogue.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { readCheckpoints } from '../../projections/checkpoints.ts';
+import { ProjectionLeases } from '../../projections/leases.ts';
+import type { Log, LogLevel } from '../../shared/outage-log.ts';
 import { projectedScenario, type ScenarioIds } from './scenario.ts';
 import { projectAll, rebuildingRunner, type Harness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
@@ -767,6 +769,52 @@ describe('version change', () => {
     } finally {
       await second.stop();
       await first.stop();
+    }
+  });
+
+  it('a newer version awaits its own rebuild, not superseded: no error from its worker taking the leases, a replica of it lists it as rebuilding', async () => {
+    const schema = `${h.schemas.read}_up`;
+    await projectAll(h, schema, projections);
+    const customers = projections.find((p) => p.name === 'customers')!;
+    const bumped = projections.map((p) => (p === customers ? { ...p, version: p.version + 1 } : p));
+    // An API replica of the newer version (CRM_PROJECTIONS=off): its runner never starts.
+    const replica = new ProjectionRunner({ db: h.database.db, store: h.store, schema, projections: bumped, codec: h.codec });
+    expect((await replica.status()).find((s) => s.name === 'customers')).toMatchObject({
+      state: 'rebuilding',
+      lastError: expect.stringMatching(
+        new RegExp(`built by version ${customers.version} of this projection and awaits its rebuild by version ${customers.version + 1}`),
+      ),
+    });
+    // Its worker, as runtime/crm.ts wires it: the leases first, whose first round reloads the checkpoints, then the runner.
+    const said: { message: string; level: LogLevel }[] = [];
+    const log: Log = (message, _details, level) => void said.push({ message, level: level ?? 'info' });
+    let reloaded: Promise<void> | undefined;
+    const leases = new ProjectionLeases({
+      db: h.database.db,
+      schema,
+      workerId: 'newer',
+      projections: bumped.map((p) => p.name),
+      leaseSeconds: 30,
+      renewEveryMs: 3_600_000,
+      onChange: (change) => {
+        if (change.acquired.length > 0) reloaded = worker.restartSubscription().catch(() => undefined);
+      },
+      log,
+    });
+    const worker = rebuildingRunner(h, schema, `${h.schemas.read}_uprep`, bumped, { leases, log });
+    try {
+      await leases.start();
+      await reloaded;
+      await worker.start();
+      expect(said.filter((l) => l.level !== 'info')).toEqual([]);
+      expect(said.map((l) => l.message)).toContain('rebuilt projections whose version or variant changed');
+      await worker.waitForPosition(h.lastPosition(), 10_000);
+      expect((await worker.status()).find((s) => s.name === 'customers')).toMatchObject({ state: 'running', version: customers.version + 1 });
+      // The replica sees the rebuilt read model as its own now.
+      expect((await replica.status()).find((s) => s.name === 'customers')).toMatchObject({ state: 'running', lastError: null });
+    } finally {
+      await worker.stop();
+      await leases.stop();
     }
   });
 

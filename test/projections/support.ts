@@ -9,7 +9,7 @@ import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../
 import type { EventCodec } from '../../projections/apply-batch.ts';
 import type { Projection } from '../../projections/projection.ts';
 import { compareSchemas, rebuildProjections, replayInto } from '../../projections/rebuild.ts';
-import { ProjectionRunner } from '../../projections/runner.ts';
+import { ProjectionRunner, type ProjectionRunnerOptions } from '../../projections/runner.ts';
 import { personalDataCodec } from '../../projections/codec.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
 
@@ -83,10 +83,17 @@ export async function projectAll(h: Harness, schema: string, projections: Projec
 }
 
 /** A runner on `schema` that rebuilds a projection whose version changed, as `crm serve` does on an upgrade. */
-export function rebuildingRunner(h: Harness, schema: string, reportingSchema: string, projections: Projection[]): ProjectionRunner {
+export function rebuildingRunner(
+  h: Harness,
+  schema: string,
+  reportingSchema: string,
+  projections: Projection[],
+  more: Pick<ProjectionRunnerOptions, 'leases' | 'log'> = {},
+): ProjectionRunner {
   const deps = { db: h.database.db, store: h.store, codec: h.codec, projections, concurrent: true };
   const runner: ProjectionRunner = new ProjectionRunner({
     ...deps,
+    ...more,
     schema,
     onVersionChange: (names) => rebuildProjections({ ...deps, schema, reportingSchema, names, runner }).then(() => undefined),
   });
