@@ -56,6 +56,8 @@ export interface ProjectionStatus {
   owner?: string | null;
   /** When that lease runs out unless renewed. */
   leaseExpiresAt?: Date | null;
+  /** When the checkpoint last moved (or changed state). */
+  updatedAt?: Date;
 }
 
 /** The projection runner (projections/), as the API uses it. */

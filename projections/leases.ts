@@ -35,13 +35,17 @@ export async function migrateLeases(db: QueryExecutorProvider, schema: string): 
     seen_at timestamptz NOT NULL,
     expires_at timestamptz NOT NULL,
     host text,
-    pid integer
+    pid integer,
+    given_up text[] NOT NULL DEFAULT '{}'
   )`.execute(db);
   // Tables made before the columns existed. Checked first: ALTER TABLE would wait for running rounds.
-  const { rows } = await sql`SELECT 1 FROM information_schema.columns
-    WHERE table_schema = ${schema} AND table_name = ${WORKER_TABLE} AND column_name = 'pid'`.execute(db);
-  if (rows.length === 0) {
+  const { rows } = await sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns
+    WHERE table_schema = ${schema} AND table_name = ${WORKER_TABLE} AND column_name IN ('pid', 'given_up')`.execute(db);
+  if (!rows.some((r) => r.column_name === 'pid')) {
     await sql`ALTER TABLE ${sql.id(schema, WORKER_TABLE)} ADD COLUMN IF NOT EXISTS host text, ADD COLUMN IF NOT EXISTS pid integer`.execute(db);
+  }
+  if (!rows.some((r) => r.column_name === 'given_up')) {
+    await sql`ALTER TABLE ${sql.id(schema, WORKER_TABLE)} ADD COLUMN IF NOT EXISTS given_up text[] NOT NULL DEFAULT '{}'`.execute(db);
   }
 }
 
@@ -64,6 +68,8 @@ export interface LeaseGuard {
   fence(trx: QueryExecutorProvider, names: readonly string[]): Promise<string[]>;
   /** `fence` for one projection: throws `LeaseLost` unless held. */
   assertHeld(trx: QueryExecutorProvider, name: string): Promise<void>;
+  /** This process will not run the projection again (another version rebuilt its read model): its lease goes to another worker. */
+  giveUp(name: string): void;
 }
 
 export interface LeaseChange {
@@ -99,6 +105,11 @@ export interface ProjectionLeasesOptions {
 export class ProjectionLeases implements LeaseGuard {
   /** Held leases: projection name -> fencing token received when it was claimed. */
   private readonly held = new Map<string, string>();
+  /**
+   * Projections this process runs no more (`giveUp`): released, never claimed again, and said in the
+   * heartbeat, so that the others leave this worker out of their fair share and take them over.
+   */
+  private readonly givenUp = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private stopped = false;
@@ -137,6 +148,18 @@ export class ProjectionLeases implements LeaseGuard {
 
   ownsAll(): boolean {
     return this.options.projections.every((n) => this.held.has(n));
+  }
+
+  /**
+   * Another version of the CRM rebuilt the projection's read model, so this process's code writes
+   * nothing more to it: its lease is released in a round run now, and never claimed again by this
+   * process. Held on, the lease kept the projection from a worker of the version that rebuilt it,
+   * which took only its fair share of the others: the read model froze.
+   */
+  giveUp(name: string): void {
+    if (this.givenUp.has(name)) return;
+    this.givenUp.add(name);
+    if (this.timer) void this.tickSafely();
   }
 
   /** Creates the rows, claims a first share and starts renewing. */
@@ -199,11 +222,20 @@ export class ProjectionLeases implements LeaseGuard {
     const lease = `${this.options.leaseSeconds} seconds`;
     const change: LeaseChange = { acquired: [], lost: [] };
     if (this.stopped) return change;
-    await sql`INSERT INTO ${sql.id(schema, WORKER_TABLE)} (worker_id, seen_at, expires_at, host, pid)
-      VALUES (${workerId}, clock_timestamp(), clock_timestamp() + ${lease}::interval, ${hostname()}, ${process.pid})
-      ON CONFLICT (worker_id) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at, host = excluded.host, pid = excluded.pid`.execute(db);
+    const givenUp = [...this.givenUp].sort();
+    await sql`INSERT INTO ${sql.id(schema, WORKER_TABLE)} (worker_id, seen_at, expires_at, host, pid, given_up)
+      VALUES (${workerId}, clock_timestamp(), clock_timestamp() + ${lease}::interval, ${hostname()}, ${process.pid}, ${givenUp}::text[])
+      ON CONFLICT (worker_id) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at, host = excluded.host, pid = excluded.pid,
+        given_up = excluded.given_up`.execute(db);
     // Heartbeats of workers gone for a while (default ids change with every process) would pile up.
     await sql`DELETE FROM ${sql.id(schema, WORKER_TABLE)} WHERE expires_at < clock_timestamp() - interval '1 hour'`.execute(db);
+
+    // Given up: released now (a batch in flight commits first, or is fenced off), never renewed.
+    const released = [...this.held.keys()].filter((n) => this.givenUp.has(n));
+    if (released.length > 0) {
+      change.lost.push(...released);
+      await this.release(released);
+    }
 
     // Renew: only a lease still ours (same token) and not yet expired; anything else is lost.
     const before = new Map(this.held);
@@ -222,19 +254,18 @@ export class ProjectionLeases implements LeaseGuard {
       }
     }
 
+    // A worker that gave projections up counts in no one's share but its own: the others take its
+    // share between them, the projections it gave up included (they may run them; it may not).
     const { rows: live } = await sql<{ workers: string }>`SELECT count(*) AS workers FROM ${sql.id(schema, WORKER_TABLE)}
-      WHERE expires_at > clock_timestamp() OR worker_id = ${workerId}`.execute(db);
+      WHERE (expires_at > clock_timestamp() AND cardinality(given_up) = 0) OR worker_id = ${workerId}`.execute(db);
     const share = Math.ceil(projections.length / Math.max(1, Number(live[0]?.workers ?? 1)));
 
     if (this.held.size > share) {
       // Hand the excess to workers that joined; the batch in flight for one of them commits first
       // (the release waits for its row lock) or is fenced off.
       const excess = [...this.held.keys()].sort().slice(share);
-      const tokens = excess.map((n) => `${n}:${this.held.get(n)}`);
-      for (const n of excess) this.held.delete(n);
       change.lost.push(...excess);
-      await sql`UPDATE ${sql.id(schema, LEASE_TABLE)} SET owner_id = NULL, expires_at = NULL
-        WHERE owner_id = ${workerId} AND projection || ':' || fencing_token = ANY(${tokens}::text[])`.execute(db);
+      await this.release(excess);
     } else if (this.held.size < share) {
       // Free, expired, or left by an earlier process under this worker id (a restart): a new token
       // fences off whoever held it before. SKIP LOCKED: rows in a batch elsewhere are tried next round.
@@ -243,7 +274,7 @@ export class ProjectionLeases implements LeaseGuard {
             expires_at = clock_timestamp() + ${lease}::interval, renewed_at = clock_timestamp()
         WHERE l.projection IN (
           SELECT projection FROM ${sql.id(schema, LEASE_TABLE)}
-          WHERE projection = ANY(${[...projections]}::text[]) AND NOT (projection = ANY(${[...this.held.keys()]}::text[]))
+          WHERE projection = ANY(${[...projections]}::text[]) AND NOT (projection = ANY(${[...this.held.keys(), ...givenUp]}::text[]))
             AND (owner_id IS NULL OR expires_at IS NULL OR expires_at <= clock_timestamp() OR owner_id = ${workerId})
           ORDER BY md5(projection || ${workerId})
           LIMIT ${share - this.held.size}
@@ -255,10 +286,19 @@ export class ProjectionLeases implements LeaseGuard {
       }
     }
     if (change.acquired.length > 0 || change.lost.length > 0) {
-      this.options.log?.('projection leases changed', { workerId, ...change, held: this.heldNames() });
+      this.options.log?.('projection leases changed', { workerId, ...change, held: this.heldNames(), ...(givenUp.length > 0 ? { givenUp } : {}) });
       this.options.onChange?.(change);
     }
     return change;
+  }
+
+  /** Frees held leases at once for the other workers (forgotten here first: no batch of ours starts on them meanwhile). */
+  private async release(names: readonly string[]): Promise<void> {
+    const tokens = names.map((n) => `${n}:${this.held.get(n)}`);
+    for (const n of names) this.held.delete(n);
+    if (tokens.length === 0) return;
+    await sql`UPDATE ${sql.id(this.options.schema, LEASE_TABLE)} SET owner_id = NULL, expires_at = NULL
+      WHERE owner_id = ${this.id} AND projection || ':' || fencing_token = ANY(${tokens}::text[])`.execute(this.options.db);
   }
 
   async fence(trx: QueryExecutorProvider, names: readonly string[]): Promise<string[]> {
@@ -292,15 +332,8 @@ export class ProjectionLeases implements LeaseGuard {
     this.timer = undefined;
     await this.ticking?.catch(() => undefined);
     if (options.release === false) return;
-    const { db, schema } = this.options;
-    const workerId = this.id;
-    const tokens = [...this.held].map(([n, t]) => `${n}:${t}`);
-    this.held.clear();
-    if (tokens.length > 0) {
-      await sql`UPDATE ${sql.id(schema, LEASE_TABLE)} SET owner_id = NULL, expires_at = NULL
-        WHERE owner_id = ${workerId} AND projection || ':' || fencing_token = ANY(${tokens}::text[])`.execute(db);
-    }
-    await sql`DELETE FROM ${sql.id(schema, WORKER_TABLE)} WHERE worker_id = ${workerId}`.execute(db);
+    await this.release([...this.held.keys()]);
+    await sql`DELETE FROM ${sql.id(this.options.schema, WORKER_TABLE)} WHERE worker_id = ${this.id}`.execute(this.options.db);
   }
 }
 

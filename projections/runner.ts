@@ -375,11 +375,14 @@ export class ProjectionRunner {
    * Another version of the CRM rebuilt the projection's read model and swapped it in while this
    * process ran on: this code writes nothing more to it (its batches would mix rows of two versions),
    * and reads that wait for it end at once. Said once; it is an operator's to end (stop this process).
+   * With leases, this process gives the projection's lease up for good (`LeaseGuard.giveUp`).
    */
   private supersede(p: Projection, built: Pick<Checkpoint, 'version' | 'variant'>): void {
     this.failed.add(p.name);
     if (this.superseded.has(p.name)) return;
     this.superseded.add(p.name);
+    // Its lease to a worker of the version that rebuilt it: held here, the read model stood still.
+    this.options.leases?.giveUp(p.name);
     this.options.log?.(
       'projection stopped here: another version of the CRM rebuilt its read model',
       {

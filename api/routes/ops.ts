@@ -173,7 +173,14 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
       else if ((p.secondsBehind ?? 0) > options.readyMaxLagSeconds) {
         // The cause when it is known: no worker holds the lease (every `crm project` stopped), not a slow one.
         const unheld = p.owner === null && p.state === 'running' ? ': no worker runs it (start crm project, or crm serve with projections inline)' : '';
-        reasons.push(`projection ${p.name} is ${Math.round(p.secondsBehind ?? 0)} s behind (bound ${options.readyMaxLagSeconds} s)${unheld}`);
+        // Or a worker holds the lease and does not move the checkpoint (an old version's process, stuck):
+        // named here only with a key, as the owner is a host name.
+        const still = p.owner && p.updatedAt ? Math.round((Date.now() - p.updatedAt.getTime()) / 1000) : 0;
+        const stuck =
+          still > options.readyMaxLagSeconds
+            ? `: the worker holding its lease${detailed ? ` (${p.owner})` : ''} has not moved it for ${still} s${detailed ? '' : ' (which one: GET /audit/projections)'}`
+            : '';
+        reasons.push(`projection ${p.name} is ${Math.round(p.secondsBehind ?? 0)} s behind (bound ${options.readyMaxLagSeconds} s)${unheld}${stuck}`);
       }
     }
     const heldSeconds = heldBack ? heldBackSeconds(heldBack) : 0;

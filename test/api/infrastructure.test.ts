@@ -68,6 +68,35 @@ describe('ops routes', () => {
     }
   });
 
+  it('names the worker holding the lease of a projection behind when it has not moved it past the bound, its name only with a key', async () => {
+    // An older version's process held customers' lease and renewed it without running it: the read model froze.
+    const stuck = {
+      name: 'customers',
+      position: 1n,
+      eventsBehind: 24,
+      secondsBehind: 34,
+      state: 'running',
+      owner: 'old-host-1',
+      updatedAt: new Date(Date.now() - 34_000),
+    };
+    const app = await buildApp({ ...h.deps, readyMaxLagSeconds: 30, projections: { ...h.deps.projections, status: async () => [stuck] } });
+    try {
+      const res = await app.inject({ method: 'GET', url: '/ready' });
+      expect(res.statusCode).toBe(503);
+      expect(json(res).reasons).toEqual([
+        expect.stringMatching(
+          /^projection customers is 34 s behind \(bound 30 s\): the worker holding its lease has not moved it for 3[45] s \(which one: GET \/audit\/projections\)$/,
+        ),
+      ]);
+      const detail = json(await app.inject({ method: 'GET', url: '/audit/projections', headers: h.auth('admin') }));
+      expect(detail.reasons).toEqual([
+        expect.stringMatching(/^projection customers is 34 s behind \(bound 30 s\): the worker holding its lease \(old-host-1\) has not moved it for 3[45] s$/),
+      ]);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('stays ready with a projection stopped on a poison event (every replica reads it alike), naming it under warnings; a superseded one is not ready', async () => {
     // Stopped for two minutes, past the lag bound too: it stands still until an operator retries or skips.
     const stopped = (state: string) => ({

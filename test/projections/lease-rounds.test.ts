@@ -103,7 +103,7 @@ async function eventually(check: () => Promise<boolean> | boolean, what: string,
 }
 
 describe('lease tables', () => {
-  it('are created with a free row per projection, and an older heartbeat table gains host and pid', async () => {
+  it('are created with a free row per projection, and an older heartbeat table gains host, pid and the projections given up', async () => {
     const schema = freshSchema();
     await ensureSchema(db, schema);
     await sql`CREATE TABLE ${sql.id(schema, WORKER_TABLE)} (worker_id text PRIMARY KEY, seen_at timestamptz NOT NULL, expires_at timestamptz NOT NULL)`.execute(
@@ -112,7 +112,7 @@ describe('lease tables', () => {
     await migrateLeases(db, schema);
     const { rows } = await sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns
       WHERE table_schema = ${schema} AND table_name = ${WORKER_TABLE} ORDER BY column_name`.execute(db);
-    expect(rows.map((r) => r.column_name)).toEqual(['expires_at', 'host', 'pid', 'seen_at', 'worker_id']);
+    expect(rows.map((r) => r.column_name)).toEqual(['expires_at', 'given_up', 'host', 'pid', 'seen_at', 'worker_id']);
     // Idempotent, and a worker with no projections only heartbeats.
     const { leases } = worker(schema, 'idle', { projections: [] });
     expect(await leases.start()).toEqual({ acquired: [], lost: [] });

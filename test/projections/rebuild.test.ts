@@ -14,7 +14,8 @@ import { isShadowOf } from '../../projections/shadows.ts';
 import { eventSchemas, personalFields } from '../../domain/catalogue.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { readCheckpoints } from '../../projections/checkpoints.ts';
-import { ProjectionLeases } from '../../projections/leases.ts';
+import { LEASE_TABLE, ProjectionLeases, readLeaseHolders, WORKER_TABLE } from '../../projections/leases.ts';
+import type { Projection } from '../../projections/projection.ts';
 import type { Log, LogLevel } from '../../shared/outage-log.ts';
 import { projectedScenario, type ScenarioIds } from './scenario.ts';
 import { projectAll, rebuildingRunner, type Harness } from './support.ts';
@@ -769,6 +770,82 @@ describe('version change', () => {
     } finally {
       await second.stop();
       await first.stop();
+    }
+  });
+
+  it("an older worker gives a superseded projection's lease up for good, and the newer worker takes it over beyond its fair share", async () => {
+    const schema = `${h.schemas.read}_hand`;
+    await projectAll(h, schema, projections);
+    const customers = projections.find((p) => p.name === 'customers')!;
+    const bumped = projections.map((p) => (p === customers ? { ...p, version: p.version + 1 } : p));
+    const said: { message: string; details?: Record<string, unknown> }[] = [];
+    /** A `crm project` worker as runtime/crm.ts wires it; its lease rounds are the test's to run (and one each give-up runs). */
+    const worker = (workerId: string, code: Projection[]) => {
+      const leases: ProjectionLeases = new ProjectionLeases({
+        db: h.database.db,
+        schema,
+        workerId,
+        projections: code.map((p) => p.name),
+        leaseSeconds: 30,
+        renewEveryMs: 3_600_000,
+        onChange: (change) => {
+          if (change.acquired.length > 0) void runner.restartSubscription().catch(() => undefined);
+        },
+        log: (message, details) => void said.push({ message, ...(details ? { details } : {}) }),
+      });
+      const runner = rebuildingRunner(h, schema, `${h.schemas.read}_handrep`, code, { leases });
+      return { leases, runner };
+    };
+    const older = worker('older', projections);
+    const newer = worker('newer', bumped);
+    try {
+      await older.leases.start();
+      await older.runner.start();
+      await newer.leases.start();
+      // The older worker hands half over (customers among those it keeps), the newer takes it, then rebuilds customers.
+      await older.leases.tick();
+      await newer.leases.tick();
+      expect(older.leases.owns('customers')).toBe(true);
+      await newer.runner.start();
+      const { position } = await h.run({
+        type: 'RegisterCustomer',
+        customerId: randomUUID(),
+        name: 'Registered during the rolling deploy',
+        email: `rolling-${randomUUID()}@example.com`,
+        source: 'web',
+        marketingConsent: false,
+      });
+      // The older worker finds customers superseded (its watchdog, or its next batch) and releases its lease at once.
+      await expect.poll(async () => (await readLeaseHolders(h.database.db, schema)).get('customers')?.owner ?? null, { timeout: 5_000 }).toBe(null);
+      expect(older.leases.owns('customers')).toBe(false);
+      // The newer worker's next round takes it over, though it holds its fair share of the others already.
+      const taken = await newer.leases.tick();
+      expect(taken.acquired).toContain('customers');
+      await newer.runner.waitForPosition(position, 10_000);
+      // Settled: every lease held, each projection by one worker, and further rounds change nothing.
+      expect(await older.leases.tick()).toEqual({ acquired: [], lost: [] });
+      expect(await newer.leases.tick()).toEqual({ acquired: [], lost: [] });
+      const holders = await readLeaseHolders(h.database.db, schema);
+      expect(projections.filter((p) => !holders.get(p.name)?.owner).map((p) => p.name)).toEqual([]);
+      expect(holders.get('customers')?.owner).toBe('newer');
+      // The newer worker leaves the older one out of its share; the older one never claims customers again.
+      await sql`UPDATE ${sql.id(schema, LEASE_TABLE)} SET owner_id = NULL, expires_at = NULL WHERE projection = 'customers'`.execute(h.database.db);
+      expect((await older.leases.tick()).acquired).toEqual([]);
+      const { rows } = await sql<{ worker_id: string; given_up: string[] }>`SELECT worker_id, given_up FROM ${sql.id(schema, WORKER_TABLE)}
+        ORDER BY worker_id`.execute(h.database.db);
+      expect(rows).toEqual([
+        { worker_id: 'newer', given_up: [] },
+        { worker_id: 'older', given_up: ['customers'] },
+      ]);
+      expect(said).toContainEqual({
+        message: 'projection leases changed',
+        details: expect.objectContaining({ workerId: 'older', lost: ['customers'], givenUp: ['customers'] }) as Record<string, unknown>,
+      });
+    } finally {
+      await newer.runner.stop();
+      await older.runner.stop();
+      await newer.leases.stop();
+      await older.leases.stop();
     }
   });
 
