@@ -150,6 +150,17 @@ export function createApiMetrics(options: {
         }
       },
     });
+    new Gauge({
+      name: 'crm_projection_superseded',
+      // Not a failure of the read model (crm_projection_failed, the same on every replica): this process runs another version.
+      help: "Whether another version of the CRM rebuilt the projection's read model, so this process writes nothing more to it and must be stopped (1); 0 otherwise",
+      labelNames: ['projection'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const p of (await status()) ?? []) this.set({ projection: p.name }, p.state === 'superseded' ? 1 : 0);
+      },
+    });
   }
   if (publishers) {
     // The same for the publishers (integration/metrics.ts): one bounded read of their table per scrape.
