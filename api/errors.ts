@@ -3,6 +3,7 @@ import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DomainError } from '../domain/errors.ts';
 import {
+  DiskFull,
   EventStoreUnavailable,
   IdempotencyConflict,
   OutcomeUnknown,
@@ -84,6 +85,8 @@ const quote = (revision: number): string => `"${revision}"`;
 const RETRY_AFTER_SECONDS = '1';
 /** A rebuild takes seconds to minutes: come back in a while rather than at once. */
 const REBUILD_RETRY_AFTER_SECONDS = '10';
+/** Space on a full disk is freed by an operator (or a clean-up job): minutes, not seconds. */
+const DISK_FULL_RETRY_AFTER_SECONDS = '30';
 /** A stopped read model waits for an operator: minutes, not seconds. */
 const STOPPED_READ_MODEL_RETRY_AFTER_SECONDS = '30';
 
@@ -177,6 +180,14 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
   }
   // Positions reach the store only from cursors and `fromPosition`: one it refuses was forged or is another engine's.
   if (error instanceof InvalidReadOptions) return validationProblem([{ field: 'cursor', message: error.message }]);
+  if (error instanceof DiskFull)
+    return new ProblemError(
+      'disk_full',
+      error.message,
+      // A command of several steps may have recorded its first before the disk filled: the retry does not record it twice.
+      request && isCommand(request) ? { retrySafeWithIdempotencyKey: true } : {},
+      { 'retry-after': DISK_FULL_RETRY_AFTER_SECONDS },
+    );
   if (error instanceof OutcomeUnknown && request && isCommand(request))
     return outcomeUnknown('The connection to the database was lost while the command was being recorded');
   if (error instanceof EventStoreUnavailable) {

@@ -10,6 +10,7 @@ import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import type { CrmConfig } from '../runtime/config.ts';
 import type { TrustedProxies } from '../api/deps.ts';
 import { parseNetworks, type Network } from '../integration/destinations.ts';
+import { DEFAULT_MIN_FREE_DISK_MB } from '../eventstore/postgres/free-space.ts';
 import { DATABASE_TIMEOUT_VARIABLES, databaseTimeouts, millis } from './timeouts.ts';
 import { loggableUrl, userinfoEndsEarly } from '../shared/loggable-url.ts';
 
@@ -43,6 +44,9 @@ const countOrOff = (what: string, off: string) => {
 const requestsPerMinute = countOrOff('requests per minute', 'the limit');
 const bound = (what: string) => countOrOff(what, 'the bound');
 const rateLimitVariable = (role: string) => `CRM_RATE_LIMIT_${role.toUpperCase()}`;
+/** One 16 MB WAL segment and a little more: under it a commit may find no room for the next segment. */
+const MIN_FREE_DISK_MB_FLOOR = 32;
+const MIN_FREE_DISK_MESSAGE = `a whole number of megabytes from ${MIN_FREE_DISK_MB_FLOOR} to ${MAX_COUNT}`;
 
 /** 25 s: within the 30 s a container platform (Kubernetes' default grace period) waits before SIGKILL. */
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 25_000;
@@ -126,6 +130,16 @@ const EnvSchema = z.object({
   ),
   CRM_ADMIN_KEY: z.preprocess(emptyAsUnset, z.string().min(16, 'at least 16 characters').max(200).regex(/^\S+$/, 'no spaces').optional()),
   CRM_DATA_DIR: z.preprocess(emptyAsUnset, z.string().min(1).optional()),
+  /** Free space the embedded database keeps on the disk of CRM_DATA_DIR: below it, opening and writes are refused. */
+  CRM_MIN_FREE_DISK_MB: z.preprocess(
+    emptyAsUnset,
+    z.coerce
+      .number({ error: MIN_FREE_DISK_MESSAGE })
+      .int(MIN_FREE_DISK_MESSAGE)
+      .min(MIN_FREE_DISK_MB_FLOOR, MIN_FREE_DISK_MESSAGE)
+      .max(MAX_COUNT, MIN_FREE_DISK_MESSAGE)
+      .default(DEFAULT_MIN_FREE_DISK_MB),
+  ),
   CRM_MASTER_KEY: z.preprocess(emptyAsUnset, z.string().optional()),
   CRM_MASTER_KEY_FILE: z.preprocess(emptyAsUnset, z.string().min(1).optional()),
   CRM_DEMO: z.preprocess(emptyAsUnset, flag),
@@ -320,7 +334,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
   }
   const database: CrmConfig['database'] = e.DATABASE_URL
     ? { kind: 'postgres', url: e.DATABASE_URL, preparedStatements: e.CRM_PREPARED_STATEMENTS !== false }
-    : { kind: 'pglite', dataDir: resolve(cwd, e.CRM_DATA_DIR ?? '.crm-data') };
+    : { kind: 'pglite', dataDir: resolve(cwd, e.CRM_DATA_DIR ?? '.crm-data'), minFreeDiskMb: e.CRM_MIN_FREE_DISK_MB };
   return {
     database,
     eventStore: e.EVENTSTORE_URL ? { kind: 'eventstoredb', url: e.EVENTSTORE_URL } : { kind: 'sql' },

@@ -1,4 +1,4 @@
-import { EventStoreUnavailable, MasterKeyMismatch, StoreDoesNotFitServer, StoreFromNewerVersion, StoreNotFound } from '../eventstore/errors.ts';
+import { DiskFull, EventStoreUnavailable, MasterKeyMismatch, StoreDoesNotFitServer, StoreFromNewerVersion, StoreNotFound } from '../eventstore/errors.ts';
 import { inCauses } from '../shared/causes.ts';
 import { unavailableAdvice } from './advice.ts';
 import { ReadModelRebuilding, ReadModelsFromNewerVersion, ReadModelsHeld, RebuildShadowLost } from '../projections/errors.ts';
@@ -174,6 +174,11 @@ const report = (error: unknown): number => {
   if (error instanceof Interrupted || error instanceof StoreNotFound) {
     err(`crm ${running?.command.name ?? ''}: ${error.message}`);
     return error instanceof Interrupted ? 130 : 66; // EX_NOINPUT
+  }
+  // Before the unavailable database: freeing space is what makes it available again.
+  if (error instanceof DiskFull) {
+    err(`crm ${running?.command.name ?? ''}: ${error.message}`);
+    return 74; // EX_IOERR, as a full disk met anywhere else
   }
   if (error instanceof EventStoreUnavailable) {
     err(unavailableAdvice(error, running));

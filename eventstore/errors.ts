@@ -81,6 +81,13 @@ export class OutcomeUnknown extends EventStoreUnavailable {
   }
 }
 
+/**
+ * The disk holding the embedded database has less free space than it keeps in reserve: writes are
+ * refused (nothing of the refused statement is stored) until space is freed. Below the reserve PGlite
+ * could reach a WAL flush with no room for a new segment, where it spins for ever instead of failing.
+ */
+export class DiskFull extends EventStoreUnavailable {}
+
 /** Read options the store refuses (negative counts, revisions that are not integers). */
 export class InvalidReadOptions extends EventStoreError {}
 

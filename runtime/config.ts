@@ -37,7 +37,8 @@ export interface DatabaseTimeouts {
 export interface CrmConfig {
   /** Where read models live (and events, unless EventStoreDB is configured). */
   database:
-    | { kind: 'pglite'; dataDir: string }
+    /** minFreeDiskMb: free space the embedded database keeps on its disk (eventstore/postgres/free-space.ts). */
+    | { kind: 'pglite'; dataDir: string; minFreeDiskMb: number }
     /** preparedStatements: the pool runs repeated statements named (off behind a pooler that cannot keep them). */
     | { kind: 'postgres'; url: string; preparedStatements?: boolean };
   eventStore: { kind: 'sql' } | { kind: 'eventstoredb'; url: string };

@@ -224,7 +224,7 @@ export async function openDatabase(config: CrmConfig, options: { poolMax?: numbe
     mkdirSync(dataDir, { recursive: true });
     const unlock = lockDataDir(dataDir);
     try {
-      const database = await openPglite(pgliteFolder(dataDir));
+      const database = await openPglite(pgliteFolder(dataDir), { minFreeDiskMb: config.database.minFreeDiskMb });
       return {
         ...database,
         close: async () => {

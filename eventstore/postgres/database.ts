@@ -6,6 +6,8 @@ import { loggableUrl } from '../../shared/loggable-url.ts';
 import { ioTurns } from '../../shared/io-turns.ts';
 import { createBackoff, pause, type Backoff } from '../backoff.ts';
 import { EventStoreUnavailable, OutcomeUnknown, StaleStatements } from '../errors.ts';
+import { checkFreeSpaceToOpen, DEFAULT_MIN_FREE_DISK_MB, keepingDiskFree } from './free-space.ts';
+import { withQuery } from './pglite-query.ts';
 import { isStalePlanError, StatementNames, type StatementNamesOptions } from './statement-names.ts';
 
 import type { SqlDatabase } from '../../shared/sql.ts';
@@ -546,7 +548,7 @@ const PGLITE_TURN_EVERY_MS = 20;
  * HTTP request for its whole length (5-8 s freezes of /health while the chains of 90,000 events were
  * verified; 980 queries in 500 ms let a 5 ms timer run 0 times). Once queries have run 20 ms since the
  * last turn, the next one waits for one (shared/io-turns.ts). The kysely dialect sends every query
- * through `query`; everything else reaches the engine as it is.
+ * through `query`.
  */
 const takingTurns = (pglite: PGlite): PGlite => {
   const turns = ioTurns(PGLITE_TURN_EVERY_MS);
@@ -554,18 +556,16 @@ const takingTurns = (pglite: PGlite): PGlite => {
     if (turns.due()) await turns.give();
     return pglite.query(...args);
   };
-  return new Proxy(pglite, {
-    get: (target, name) => {
-      if (name === 'query') return query;
-      const value = Reflect.get(target, name) as unknown;
-      // Bound to the engine itself: its methods read private fields, which a proxy does not have.
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  });
+  return withQuery(pglite, query as PGlite['query']);
 };
 
-/** The embedded PostgreSQL: in memory when `dataDir` is undefined, else persisted in that folder. */
-export async function openPglite(dataDir?: string): Promise<SqlDatabase> {
+/**
+ * The embedded PostgreSQL: in memory when `dataDir` is undefined, else persisted in that folder, whose
+ * disk keeps `minFreeDiskMb` free (free-space.ts): opening is refused below it, writes while below it.
+ */
+export async function openPglite(dataDir?: string, options: { minFreeDiskMb?: number } = {}): Promise<SqlDatabase> {
+  const minFreeDiskMb = options.minFreeDiskMb ?? DEFAULT_MIN_FREE_DISK_MB;
+  if (dataDir) checkFreeSpaceToOpen(dataDir, minFreeDiskMb);
   // Loaded here, not at the top: the embedded engine costs about 55 MB of memory to load, which a
   // process on a PostgreSQL server (API, projection worker, bulk import) never needs.
   const [{ PGlite: Engine }, { PGliteDialect }] = await Promise.all([import('@electric-sql/pglite'), import('kysely-pglite-dialect')]);
@@ -579,7 +579,7 @@ export async function openPglite(dataDir?: string): Promise<SqlDatabase> {
       { cause: error },
     );
   }
-  const db = new Kysely<any>({ dialect: new PGliteDialect(takingTurns(pglite)) });
+  const db = new Kysely<any>({ dialect: new PGliteDialect(takingTurns(dataDir ? keepingDiskFree(pglite, dataDir, minFreeDiskMb) : pglite)) });
   let closed = false;
   return {
     kind: 'pglite',

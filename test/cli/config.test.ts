@@ -14,7 +14,7 @@ const problemsOf = (env: Record<string, string>) => {
 describe('configuration from the environment', () => {
   it('runs embedded with demo data, local defaults and the default schemas when nothing is set', () => {
     const config = loadConfig({}, '/srv/crm');
-    expect(config.database).toEqual({ kind: 'pglite', dataDir: '/srv/crm/.crm-data' });
+    expect(config.database).toEqual({ kind: 'pglite', dataDir: '/srv/crm/.crm-data', minFreeDiskMb: 64 });
     expect(config.eventStore).toEqual({ kind: 'sql' });
     expect(config.http).toEqual({ host: '127.0.0.1', port: 3000 });
     expect(config.demo.enabled).toBe(true);
@@ -63,7 +63,7 @@ describe('configuration from the environment', () => {
     const config = loadConfig({ EVENTSTORE_URL: 'esdb://localhost:2113?tls=false', PORT: '8080', CRM_DATA_DIR: 'data', CRM_READ_SCHEMA: 'crm_read' }, '/srv');
     expect(config.eventStore).toEqual({ kind: 'eventstoredb', url: 'esdb://localhost:2113?tls=false' });
     expect(config.http.port).toBe(8080);
-    expect(config.database).toEqual({ kind: 'pglite', dataDir: '/srv/data' });
+    expect(config.database).toEqual({ kind: 'pglite', dataDir: '/srv/data', minFreeDiskMb: 64 });
     expect(config.schemas.read).toBe('crm_read');
   });
 
@@ -105,6 +105,15 @@ describe('CRM_BASE_CURRENCY', () => {
       expect(problem).toMatchObject({ variable: 'CRM_BASE_CURRENCY' });
       expect(problem!.message).toContain('ISO 4217');
     }
+  });
+});
+
+describe('CRM_MIN_FREE_DISK_MB', () => {
+  it('takes megabytes from 32 up (one 16 MB WAL segment and a little more), refusing less', () => {
+    expect(loadConfig({ CRM_MIN_FREE_DISK_MB: '500' }, '/srv/crm').database).toEqual({ kind: 'pglite', dataDir: '/srv/crm/.crm-data', minFreeDiskMb: 500 });
+    expect(problemsOf({ CRM_MIN_FREE_DISK_MB: '16' })).toEqual([
+      { variable: 'CRM_MIN_FREE_DISK_MB', message: 'a whole number of megabytes from 32 to 2147483647 (got "16")' },
+    ]);
   });
 });
 
