@@ -138,6 +138,17 @@ describe('a CSV number', () => {
     expect(csvNumber(-0.25)).toBe('-0.25');
   });
 
+  it('is written as String() writes it between those bounds, with every digit, and 0 without a sign', () => {
+    // 22 decimals: a plain writing of every number would keep only 20 of them.
+    expect(csvNumber(1.2345678901234567e-6)).toBe('0.0000012345678901234567');
+    expect(csvNumber(1e-6)).toBe('0.000001');
+    // A refund of nothing, or a sum of such, is -0 in JavaScript; a cell shows 0.
+    expect(csvNumber(-0)).toBe('0');
+    expect(csvNumber(-0, ';')).toBe('0');
+    expect(csvNumber(Number.POSITIVE_INFINITY)).toBe('Infinity');
+    expect(csvNumber(Number.NaN)).toBe('NaN');
+  });
+
   it('has a decimal comma in a file separated by semicolons', () => {
     expect(csvNumber(1.234, ';')).toBe('1,234');
     expect(csvNumber(-0.25, ';')).toBe('-0,25');
