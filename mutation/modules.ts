@@ -34,6 +34,7 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
       // Rows, file reading and the HTTP import jobs directly (about 10 s in all).
       'test/commands/import-rows.test.ts',
       'test/commands/import-parse.test.ts',
+      'test/commands/import-header.test.ts',
       'test/api/import-jobs.test.ts',
       // The batch handler and the import loop directly (about 8 s).
       'test/commands/batch-commands.test.ts',
