@@ -7,7 +7,15 @@ import type { EventStore } from '../eventstore/contract.ts';
 import { EmbeddedDatabaseInUse, EventStoreUnavailable, StoreNotFound } from '../eventstore/errors.ts';
 import { createPersonalData, type PersonalData } from '../eventstore/personal-data.ts';
 import { createEmailIndex, type EmailIndex } from '../eventstore/email-index.ts';
-import { connectPostgres, createPostgresEventStore, holdSessionLock, migrateEventStore, openPglite, type SqlDatabase } from '../eventstore/postgres/index.ts';
+import {
+  assertStoreNotNewer,
+  connectPostgres,
+  createPostgresEventStore,
+  holdSessionLock,
+  migrateEventStore,
+  openPglite,
+  type SqlDatabase,
+} from '../eventstore/postgres/index.ts';
 import { toUnavailable, type PoolTimeouts } from '../eventstore/postgres/database.ts';
 import { createBackoff, pause } from '../eventstore/backoff.ts';
 import type { CrmApp } from '../api/app.ts';
@@ -212,7 +220,23 @@ export const defaultWorkerId = (config: CrmConfig): string => {
   return `${hostname()}-${digest}`;
 };
 
+/**
+ * The database every command connects through. A store migrated by a newer version is refused here,
+ * before anything is written: commands that write without opening the event store (a master key
+ * rewrap, API keys, reporting roles, a purge) would otherwise go ahead on it.
+ */
 export async function openDatabase(config: CrmConfig, options: { poolMax?: number; existingOnly?: boolean } = {}): Promise<SqlDatabase> {
+  const database = await connectDatabase(config, options);
+  try {
+    await assertStoreNotNewer(database.db, config.schemas.events);
+  } catch (error) {
+    await database.close().catch(() => undefined);
+    throw error;
+  }
+  return database;
+}
+
+async function connectDatabase(config: CrmConfig, options: { poolMax?: number; existingOnly?: boolean }): Promise<SqlDatabase> {
   if (config.database.kind === 'pglite') {
     const { dataDir } = config.database;
     // PGlite writes PG_VERSION when it creates a database: without it the folder holds none yet.

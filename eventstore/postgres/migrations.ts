@@ -661,6 +661,16 @@ const refuseNewerStore = (schema: string, applied: Set<string>): void => {
 };
 
 /**
+ * Refuses, reading only, a store migrated by a newer version (`StoreFromNewerVersion`): every process
+ * checks it when it connects (runtime/crm.ts `openDatabase`), so that commands writing without opening
+ * the event store (a master key rewrap, API keys, reporting roles, a purge) refuse it too. A schema
+ * not created yet passes.
+ */
+export const assertStoreNotNewer = async (db: Kysely<any>, schema: string): Promise<void> => {
+  refuseNewerStore(schema, await appliedMigrations(db, schema));
+};
+
+/**
  * Creates or upgrades the event store's tables in `schema`; safe to call from several processes.
  * One transaction under an advisory lock per schema: a second process waits, then finds the work
  * done. (kysely's Migrator introspects every table of the database first, which fails while another
