@@ -46,10 +46,11 @@ afterAll(async () => {
 
 const actor = { userId: 'crm-import', roles: ['admin'] };
 
-const importing = async (lines: string[], options: Partial<ImportOptions> = {}) => {
+/** `via`: the store the import writes and reads through (one that counts its reads), the test's by default. */
+const importing = async (lines: string[], options: Partial<ImportOptions> = {}, via: EventStore = store) => {
   const rejected: RejectedRow[] = [];
   const outcome = await runImport(
-    createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData, emailIndex }),
+    createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: via, personalData, emailIndex }),
     parseRecords(Readable.from([lines.join('\n')]), 'csv'),
     {
       actor,
@@ -328,6 +329,35 @@ describe('import: an address in any case', () => {
     const renamed = await importing(rows(`ana.${local}@example.com`, 'Ana L.'));
     expect(renamed.rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^email: Customer .* is already registered/) }]);
     expect(await store.readStream(`customer-${importedCustomerId(email)}`)).toHaveLength(3);
+  });
+
+  it('reads stored registrations only for rows whose address a customer holds: a file of new customers reads none, the file again in another case does', async () => {
+    // The real store, noting the streams of each read of their first events (BatchCommands.registeredAs reads a registration so).
+    const registrationReads: string[][] = [];
+    const counting: EventStore = {
+      ...store,
+      engine: store.engine,
+      readStreams: (streams, options) => {
+        if (options?.maxCount !== undefined) registrationReads.push([...streams]);
+        return store.readStreams(streams, options);
+      },
+    };
+    const locals = [randomUUID(), randomUUID(), randomUUID()];
+    const file = (spelt: (local: string) => string) => ['name,email,registered_at', ...locals.map((local, i) => `Ana ${i},${spelt(local)},1997-05-06`)];
+    const first = await importing(
+      file((local) => `ana.${local}@example.com`),
+      {},
+      counting,
+    );
+    expect(first.outcome).toMatchObject({ imported: 3, alreadyPresent: 0, rejected: 0 });
+    expect(registrationReads).toEqual([]);
+    const again = await importing(
+      file((local) => `ANA.${local.toUpperCase()}@Example.com`),
+      {},
+      counting,
+    );
+    expect(again.outcome).toMatchObject({ imported: 3, alreadyPresent: 3, rejected: 0 });
+    expect(registrationReads.flat().sort()).toEqual(locals.map((local) => `customer-${importedCustomerId(`ana.${local}@example.com`)}`).sort());
   });
 
   it('finds it from the saved state of a long stream, whose events after that state are all that is read', async () => {
