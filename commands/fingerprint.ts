@@ -1,4 +1,4 @@
-import { tagSet } from '../domain/customer/tags.ts';
+import { registeredData, type RegistrationFields } from '../domain/customer/decider.ts';
 import { normaliseEmail } from '../domain/shared.ts';
 import { inUtc } from '../domain/time.ts';
 
@@ -61,21 +61,13 @@ export const meaningAsSpelt = (command: Record<string, unknown>): Record<string,
   return typeof command.email === 'string' && command.email !== meaning.email ? { ...meaning, email: command.email } : undefined;
 };
 
-/** What a customer's registration records, as a RegisterCustomer command (the decider's defaults filled in). */
+/**
+ * What a customer's registration records, as a RegisterCustomer command: the decider's shaping of it
+ * (its defaults filled in), the owner and the business time. `c`: a validated command, or a stored
+ * registration's data with its owner and time.
+ */
 const registrationOf = (c: Record<string, unknown>): Record<string, unknown> =>
-  meaningOf({
-    type: 'RegisterCustomer',
-    customerId: c.customerId,
-    name: c.name,
-    email: c.email,
-    phone: c.phone,
-    company: c.company,
-    tags: tagSet((c.tags as string[] | undefined) ?? []),
-    source: c.source,
-    marketingConsent: c.marketingConsent ?? false,
-    ownerId: c.ownerId,
-    occurredAt: c.occurredAt,
-  });
+  meaningOf({ type: 'RegisterCustomer', ...registeredData(c as unknown as RegistrationFields), ownerId: c.ownerId, occurredAt: c.occurredAt });
 
 /**
  * Whether a RegisterCustomer command (validated) means what a stored registration records: its

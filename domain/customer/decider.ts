@@ -4,7 +4,7 @@ import { invalidState, notFound, ruleViolated } from '../errors.ts';
 import { fromMinor, toMinor } from '../money.ts';
 import { ERASED } from '../shared.ts';
 import { assertNotBefore, isBefore } from '../time.ts';
-import { MAX_CUSTOMER_TAGS, normaliseEmail, type CustomerCommand, type MergeCustomer } from './commands.ts';
+import { MAX_CUSTOMER_TAGS, normaliseEmail, type CustomerCommand, type MergeCustomer, type RegisterCustomer } from './commands.ts';
 import type { CustomerEvent } from './events.ts';
 import { storedTag, tagSet, withoutTag, withTag } from './tags.ts';
 import { assertOwnerUsable, type UserSnapshot } from '../user/decider.ts';
@@ -163,24 +163,28 @@ export const evolveCustomer = (state: CustomerState, event: CustomerEvent, occur
 export const assertCustomerWritable = (state: CustomerState, customerId: string, field = 'customerId'): void =>
   assertCustomerUsable(customerSnapshot(state), customerId, { requireActive: false, field, addressed: true });
 
+/** The fields of a RegisterCustomer command that its CustomerRegistered event records. */
+export type RegistrationFields = Pick<RegisterCustomer, 'customerId' | 'name' | 'email' | 'phone' | 'company' | 'tags' | 'source' | 'marketingConsent'>;
+
+/**
+ * The CustomerRegistered data a RegisterCustomer command records, its defaults filled in. The one
+ * shaping: an import tells a row from a stored registration through it too (commands/fingerprint.ts
+ * registersAsStored), so a default changed here changes both.
+ */
+export const registeredData = (c: RegistrationFields): Extract<CustomerEvent, { type: 'CustomerRegistered' }>['data'] => ({
+  customerId: c.customerId,
+  name: c.name,
+  email: normaliseEmail(c.email),
+  phone: c.phone ?? null,
+  company: c.company ?? null,
+  tags: tagSet(c.tags ?? []),
+  source: c.source ?? null,
+  marketingConsent: c.marketingConsent ?? false,
+});
+
 const decideRegister = (c: Extract<CustomerCommand, { type: 'RegisterCustomer' }>, s: CustomerState): CustomerEvent[] => {
   if (s.exists) throw invalidState('customer.already_registered', `Customer ${c.customerId} is already registered`, 'customerId');
-  return [
-    {
-      type: 'CustomerRegistered',
-      data: {
-        customerId: c.customerId,
-        name: c.name,
-        email: normaliseEmail(c.email),
-        phone: c.phone ?? null,
-        company: c.company ?? null,
-        tags: tagSet(c.tags ?? []),
-        source: c.source ?? null,
-        marketingConsent: c.marketingConsent ?? false,
-      },
-    },
-    ...decideOwner(c.customerId, c.ownerId, c.owner, s.ownerId),
-  ];
+  return [{ type: 'CustomerRegistered', data: registeredData(c) }, ...decideOwner(c.customerId, c.ownerId, c.owner, s.ownerId)];
 };
 
 /** The owner events of a command naming `ownerId`: none when absent or unchanged; refused when not an active user. */

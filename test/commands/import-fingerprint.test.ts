@@ -7,11 +7,12 @@ import { DefaultOwnerRefused } from '../../commands/import/default-owner.ts';
 import { runImport, type ImportOptions, type RejectedRow } from '../../commands/import/importer.ts';
 import { parseRecords } from '../../commands/import/parse.ts';
 import { rowCommands } from '../../commands/import/rows.ts';
-import { meaningOf } from '../../commands/fingerprint.ts';
+import { meaningOf, registersAsStored } from '../../commands/fingerprint.ts';
 import { commandHash } from '../../commands/ids.ts';
 import { prepareCommand } from '../../commands/prepare.ts';
 import { SNAPSHOT_FORMAT } from '../../commands/snapshots.ts';
 import { commandSchemas } from '../../commands/schemas.ts';
+import { decideCustomer, initialCustomerState } from '../../domain/customer/decider.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { createEmailIndex, type EmailIndex } from '../../eventstore/email-index.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
@@ -358,6 +359,26 @@ describe('import: an address in any case', () => {
     );
     expect(again.outcome).toMatchObject({ imported: 3, alreadyPresent: 3, rejected: 0 });
     expect(registrationReads.flat().sort()).toEqual(locals.map((local) => `customer-${importedCustomerId(`ana.${local}@example.com`)}`).sort());
+  });
+
+  it('takes a registration as stored by what the decider records of it: the defaults a row leaves out are those its event holds', () => {
+    const registration = {
+      type: 'RegisterCustomer' as const,
+      customerId: randomUUID(),
+      name: 'Ana',
+      email: 'Ana@Example.com',
+      occurredAt: '1997-05-06T08:00:00.000Z',
+    };
+    const stored = (command: typeof registration & Record<string, unknown>) => {
+      const [registered] = decideCustomer(command, initialCustomerState());
+      return { data: registered!.data as Record<string, unknown>, ownerId: undefined, occurredAt: command.occurredAt };
+    };
+    const full = { ...registration, phone: '+49 170 1234', company: 'Analytical Engines', tags: ['vip', 'VIP', 'b2b'], source: 'fair', marketingConsent: true };
+    for (const command of [registration, full, { ...registration, phone: null, company: null, tags: [], source: null, marketingConsent: false }])
+      expect(registersAsStored(command, stored(command))).toBe(true);
+    // What the decider's defaults stand for is a value like any other: another one is another registration.
+    expect(registersAsStored({ ...registration, marketingConsent: !stored(registration).data.marketingConsent }, stored(registration))).toBe(false);
+    expect(registersAsStored(registration, stored({ ...registration, tags: ['vip'] }))).toBe(false);
   });
 
   it('finds it from the saved state of a long stream, whose events after that state are all that is read', async () => {
