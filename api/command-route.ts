@@ -1,9 +1,10 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { Id } from '../domain/shared.ts';
 import type { RouteContext } from './route-context.ts';
 import { CommandAccepted, CommandHeaders, executeCommand, IdParams, type IfMatchPolicy } from './http.ts';
 import { problemResponses, validationProblem } from './problems.ts';
+import { resolveMe } from './query-route.ts';
 import { ruleFor } from './roles.ts';
 
 /** A command payload schema from the domain's command catalogue: a strict object, possibly refined. */
@@ -28,12 +29,34 @@ export interface CommandRouteSpec {
 const errorResponses = problemResponses(400, 401, 403, 404, 409, 413, 422, 428, 429, 503);
 
 /**
+ * Body fields naming a user (an owner, an assignee, a responder). Each also takes `me`, the user the
+ * caller's key belongs to, as the lists' filters do (`resolveMe`): a phone app sending `"ownerId": "me"`
+ * had the text `me` stored as the owner, whom no filter, scope or pipeline took for anyone. The
+ * command layer refuses `me` (domain/shared.ts `PersonRef`), so it is resolved here or not at all.
+ */
+const PERSON_FIELDS = ['ownerId', 'assigneeId', 'responderId'] as const;
+
+/** A body's shape with its person fields taking `me` too. */
+export const personFieldsTakeMe = (shape: Record<string, z.core.$ZodType>): Record<string, z.core.$ZodType> => {
+  const taking = { ...shape };
+  for (const field of PERSON_FIELDS) {
+    const schema = shape[field];
+    if (schema) taking[field] = z.union([z.literal('me'), schema as z.ZodType]).describe('A user id, or `me` for the user the API key belongs to');
+  }
+  return taking;
+};
+
+/** The body with `me` in its person fields made the caller's user id; a key that belongs to no user gets a 400 naming the field. */
+export const resolveMeInBody = (request: FastifyRequest, body: Record<string, unknown>): Record<string, unknown> =>
+  PERSON_FIELDS.reduce((resolved, field) => resolveMe(request, resolved, field, 'body'), body);
+
+/**
  * The HTTP body of a command: the domain payload's fields without the path id, strict (unknown
  * fields are refused and named). Refinements of the payload (e.g. "at least one field") are checked
  * again by the command layer, whose ZodError also becomes a 400 naming the field.
  */
 const bodySchema = (spec: CommandRouteSpec, creation: boolean): z.ZodObject => {
-  const shape: Record<string, z.core.$ZodType> = { ...spec.payload.shape };
+  const shape = personFieldsTakeMe(spec.payload.shape);
   delete shape[spec.idField];
   if (creation) {
     shape.id = Id.optional().describe('Client-chosen id (UUID); generated when absent');
@@ -75,7 +98,7 @@ export const commandRoute = (app: FastifyInstance, context: RouteContext, spec: 
       responseHeaders: { [status]: creation ? ['etag', 'location'] : ['etag'], ...(ifMatch === 'forbidden' ? {} : { 409: ['etag'] }) },
     },
     handler: async (request, reply) => {
-      const input = { ...(request.body as Record<string, unknown>) };
+      const input = resolveMeInBody(request, { ...(request.body as Record<string, unknown>) });
       if (creation) {
         const { id, [spec.idField]: alias } = input;
         if (id !== undefined && alias !== undefined && id !== alias) {

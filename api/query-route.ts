@@ -8,7 +8,7 @@ import type { RecordKind } from '../audit/records.ts';
 import type { Page, ReadModelQueries, ReadRecord } from './deps.ts';
 import { AsOfInstant, AsOfTimeAxis, awaitReadModels, decimalNumber, etagOf, IdParams, WaitForQuery } from './http.ts';
 import { forCaller } from './mask.ts';
-import { ProblemError, problemResponses, validationProblem } from './problems.ts';
+import { ProblemError, problemResponses, validationProblem, type FieldLocation } from './problems.ts';
 import { ruleFor, seesPersonalData } from './roles.ts';
 import { scopeOf } from './auth/viewer.ts';
 
@@ -34,11 +34,14 @@ export const UserFilter = z
   .optional()
   .describe('A user id, or `me`');
 
-/** The query with its `field` (a UserFilter) made the user it names: `me` is the caller's own; a key that belongs to no user has none. */
-export const resolveMe = <Q extends Record<string, unknown>>(request: FastifyRequest, query: Q, field: keyof Q & string): Q => {
+/**
+ * The query (or a command's body, `where`) with its `field` made the user it names: `me` is the
+ * caller's own; a key that belongs to no user has none.
+ */
+export const resolveMe = <Q extends Record<string, unknown>>(request: FastifyRequest, query: Q, field: keyof Q & string, where: FieldLocation = 'query'): Q => {
   if (query[field] !== 'me') return query;
   const me = request.apiKey?.userId ?? null;
-  if (me === null) throw validationProblem([{ field, in: 'query', message: "'me' needs an API key that belongs to a user" }]);
+  if (me === null) throw validationProblem([{ field, in: where, message: "'me' needs an API key that belongs to a user" }]);
   return { ...query, [field]: me };
 };
 

@@ -104,6 +104,14 @@ const UUID_SPELLING = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 export const personRefOf = (text: string): string => (UUID_SPELLING.test(text) ? text.toLowerCase() : text);
 export const PersonRef = SingleLineText.min(1).max(200).overwrite(personRefOf);
 /**
+ * A person as a command names one: a PersonRef but `me`, which is no one until an API request makes
+ * it the user its key belongs to (api/command-route.ts); stored as sent, it was an owner nobody is,
+ * the same `me` for every caller. Events keep their own rule, so those stored with `me` before still read.
+ */
+export const CommandPersonRef = PersonRef.refine((text) => text !== 'me', {
+  message: "'me' names no one here: send a user id ('me' is the caller's user only in an API request's body)",
+});
+/**
  * The largest time zone offset, in minutes, that PostgreSQL's timestamptz takes (±15:59); ISO 8601 and
  * zod allow up to ±23:59, and an event holding `+16:00` was stored and then stopped every projection
  * that cast it ("time zone displacement out of range"). Real zones span -12:00 to +14:00.

@@ -6,7 +6,7 @@ import { ActivityKind } from '../../domain/activity/events.ts';
 import { Id } from '../../domain/shared.ts';
 import { activitySort } from '../../projections/queries/activities.ts';
 import type { RouteContext } from '../route-context.ts';
-import { commandRoute } from '../command-route.ts';
+import { commandRoute, personFieldsTakeMe, resolveMeInBody } from '../command-route.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import type { Page, ReadModelQueries, ReadScope } from '../deps.ts';
 import { awaitReadModels, CommandAccepted, CommandHeaders, executeCommand, IdParams } from '../http.ts';
@@ -31,7 +31,7 @@ export const ActivityListFilters = {
  */
 const { customerId: _customer, dealId: _deal, activityId: _activity, ...logFields } = activityCommandSchemas.LogActivity.shape;
 const LogActivityBody = z.strictObject({
-  ...logFields,
+  ...personFieldsTakeMe(logFields),
   id: Id.optional().describe('Client-chosen id (UUID); generated when absent'),
   activityId: Id.optional().describe('Alias of `id`'),
 });
@@ -54,7 +54,10 @@ const logRoute = (app: FastifyInstance, context: RouteContext, url: string, pare
       responseHeaders: { 201: ['etag', 'location'] },
     },
     handler: async (request, reply) => {
-      const { id, activityId, ...fields } = request.body as Record<string, unknown> & { id?: string; activityId?: string };
+      const { id, activityId, ...fields } = resolveMeInBody(request, request.body as Record<string, unknown>) as Record<string, unknown> & {
+        id?: string;
+        activityId?: string;
+      };
       if (id !== undefined && activityId !== undefined && id !== activityId) {
         throw validationProblem([{ field: 'id', message: 'differs from activityId; send one of them' }]);
       }

@@ -16,7 +16,7 @@ const tags = ['deals'];
 export const DealListFilters = {
   stage: DealStage.optional(),
   status: z.enum(['open', 'won', 'lost']).optional(),
-  ownerId: PersonRef.optional(),
+  ownerId: PersonRef.optional().describe('An owner (a user id), or `me`'),
   customerId: z.uuid().optional(),
   expectedCloseFrom: IsoDate.optional(),
   expectedCloseTo: IsoDate.optional(),

@@ -143,6 +143,7 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
     // (encrypted, erased with the customer; resolutions recorded before they were stay in clear).
     personalFields: [...FEEDBACK_PERSONAL_FIELDS, 'firstResponse', 'ratingComment'],
     personalFilters: [],
+    forCaller: (request, query) => resolveMe(request, query, 'assigneeId'),
     list:
       ({ queries }, scope) =>
       (query) =>

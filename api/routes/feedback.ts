@@ -5,7 +5,7 @@ import { FeedbackChannel, FeedbackKind, FeedbackPriority, FeedbackStatus } from 
 import type { RouteContext } from '../route-context.ts';
 import { commandRoute } from '../command-route.ts';
 import { FEEDBACK_PERSONAL_FIELDS } from '../mask.ts';
-import { BooleanQuery, getRoute, listRoute } from '../query-route.ts';
+import { BooleanQuery, getRoute, listRoute, resolveMe } from '../query-route.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import { PersonRef } from '../../domain/shared.ts';
 
@@ -17,7 +17,7 @@ export const FeedbackListFilters = {
   kind: FeedbackKind.optional(),
   channel: FeedbackChannel.optional(),
   customerId: z.uuid().optional(),
-  assigneeId: PersonRef.optional(),
+  assigneeId: PersonRef.optional().describe('An assignee (a user id), or `me`'),
   breached: BooleanQuery.optional().describe('Only items whose first-response or resolution SLA was breached (true) or not (false)'),
   sort: z.enum(['submittedAt', '-submittedAt', 'resolutionDueAt', '-resolutionDueAt', 'priority', '-priority']).default('-submittedAt'),
 };
@@ -83,7 +83,7 @@ export const feedbackRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
     summary: 'List feedback',
     filters: FeedbackListFilters,
     personalFields: FEEDBACK_PERSONAL_FIELDS,
-    fetch: (q, query, request) => q.listFeedback(query, scopeOf(request)),
+    fetch: (q, query, request) => q.listFeedback(resolveMe(request, query, 'assigneeId'), scopeOf(request)),
   });
   getRoute(app, context, {
     url: '/feedback/:id',

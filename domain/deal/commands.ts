@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
 import { Amount, hasAtMostFourDecimals, IsoCurrency, toFourDecimals } from '../money.ts';
-import { BusinessTime, Id, IsoDate, MultiLineText, PersonRef, DisplayText, withBusinessTime } from '../shared.ts';
+import { BusinessTime, Id, IsoDate, MultiLineText, CommandPersonRef, DisplayText, withBusinessTime } from '../shared.ts';
 import { OpenDealStage } from './events.ts';
 
 /** A probability as commands take it: a fifth decimal is refused, as for amounts, not rounded away (0.00004 read 0). */
@@ -15,7 +15,7 @@ export const OpenDealPayload = z
     title: DisplayText,
     amount: Amount,
     currency: IsoCurrency,
-    ownerId: PersonRef,
+    ownerId: CommandPersonRef,
     expectedCloseDate: IsoDate,
     stage: OpenDealStage.optional(),
     /** Overrides the stage's default win probability. */
@@ -35,7 +35,7 @@ export const ChangeDealPayload = z
     title: DisplayText.optional(),
     amount: Amount.optional(),
     currency: IsoCurrency.optional(),
-    ownerId: PersonRef.optional(),
+    ownerId: CommandPersonRef.optional(),
     expectedCloseDate: IsoDate.optional(),
     probabilityOverride: ProbabilityInput.nullable().optional(),
   })

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
-import { Id, IsoDateTime, LongMultiLineText, MultiLineText, PersonRef, DisplayText, withBusinessTime } from '../shared.ts';
+import { Id, IsoDateTime, LongMultiLineText, MultiLineText, CommandPersonRef, DisplayText, withBusinessTime } from '../shared.ts';
 import { Csat, FeedbackChannel, FeedbackKind, FeedbackPriority, Nps } from './events.ts';
 
 export const SubmitFeedbackPayload = z
@@ -26,10 +26,10 @@ export const SubmitFeedbackPayload = z
   })
   .strict();
 
-export const AssignFeedbackPayload = z.object({ feedbackId: Id, assigneeId: PersonRef }).strict();
+export const AssignFeedbackPayload = z.object({ feedbackId: Id, assigneeId: CommandPersonRef }).strict();
 /** `responderId` defaults to the acting user. */
 export const RespondToFeedbackPayload = z
-  .object({ feedbackId: Id, message: MultiLineText.trim().min(1).max(10_000), responderId: PersonRef.optional() })
+  .object({ feedbackId: Id, message: MultiLineText.trim().min(1).max(10_000), responderId: CommandPersonRef.optional() })
   .strict();
 /** `priority` defaults to the next level up; it must be higher than the current one. */
 export const EscalateFeedbackPayload = z
