@@ -1,6 +1,7 @@
 import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { owedAnswers } from './owed-answers.ts';
 import { PROBLEM_CONTENT_TYPE, ProblemError, REPEATED_PARAMETER, validationProblem } from './problems.ts';
 
 /**
@@ -60,7 +61,7 @@ const rawHeaders = (problem: ProblemError, body: string): Record<string, string>
 
 /** Writes `problem` as the whole answer on a socket Node's HTTP server no longer reads, then closes it. */
 const answerOnSocket = (socket: Duplex, problem: ProblemError, cause?: Error): void => {
-  if (socket.writable) {
+  if (socket.writable && !socket.destroyed) {
     const body = JSON.stringify(problem.body());
     const headers = Object.entries(rawHeaders(problem, body))
       .map(([name, value]) => `${name}: ${value}\r\n`)
@@ -70,11 +71,26 @@ const answerOnSocket = (socket: Duplex, problem: ProblemError, cause?: Error): v
   socket.destroy(cause);
 };
 
-/** Fastify's `clientErrorHandler`: the answer written to the socket, as the raw refusals of api/back-pressure.ts are. */
-export function clientErrorHandler(error: Error & { code?: string }, socket: Duplex): void {
+/** Connections whose refusal is written or waiting: the parser reports each later byte on them again. */
+const refusing = new WeakSet<Duplex>();
+
+/**
+ * Fastify's `clientErrorHandler`: the answer written to the socket, as the raw refusals of
+ * api/back-pressure.ts are. Behind requests read earlier on the connection (a command and, in the same
+ * write, bytes that are no request), it waits for their answers: written at once, the refusal was
+ * the only answer on the wire, and the client took it for its command's, which was carried out, and
+ * sent the command again.
+ */
+export function clientErrorHandler(this: FastifyInstance, error: Error & { code?: string }, socket: Duplex): void {
   // A reset connection has nobody to answer.
-  if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  answerOnSocket(socket, problemFor(error.code), error);
+  if (error.code === 'ECONNRESET' || socket.destroyed || refusing.has(socket)) return;
+  refusing.add(socket);
+  // The requests read whole; the one being read when the bytes went wrong gets the refusal as its answer.
+  owedAnswers(this.server).whenAnswered(
+    socket,
+    () => answerOnSocket(socket, problemFor(error.code), error),
+    (request) => request.complete,
+  );
 }
 
 /**
@@ -112,6 +128,8 @@ export const refuseMalformedTarget = async (request: FastifyRequest): Promise<vo
  * Answered as problems, naming the method or the header.
  */
 export function registerServerRefusals(server: Server): void {
+  // Counted from the first request on: a refusal of what follows a request waits for its answer.
+  owedAnswers(server);
   server.on('connect', (_request: IncomingMessage, socket: Duplex) => {
     socket.on('error', () => undefined);
     answerOnSocket(

@@ -1,7 +1,8 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { settlesWithin } from '../shared/deadline.ts';
 import { shuttingDown } from './errors.ts';
+import { owedAnswers } from './owed-answers.ts';
 
 /**
  * How long connections stay open once closing begins, while any is open. Closing ends idle keep-alive
@@ -41,20 +42,17 @@ export function registerClosing(app: FastifyInstance): CloseWithin {
   // A keep-alive connection whose last request is answered is closed then: left idle, it would hold
   // the close until the drain's end. Counted on the server, so that a request queued behind another
   // on the connection (pipelined) is answered before the connection ends.
-  const unanswered = new WeakMap<object, number>();
-  app.server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+  const owed = owedAnswers(app.server);
+  app.server.on('request', (request: IncomingMessage) => {
     const socket = request.socket;
-    unanswered.set(socket, (unanswered.get(socket) ?? 0) + 1);
-    response.once('close', () => {
-      const left = (unanswered.get(socket) ?? 1) - 1;
-      unanswered.set(socket, left);
-      if (closing && left === 0) socket.end();
+    owed.whenAnswered(socket, () => {
+      if (closing) socket.end();
     });
   });
   // The last answer on a connection says it closes: a keep-alive client would otherwise send its next
   // request on a connection about to end (and a POST lost that way is not retried by the client).
   app.addHook('onSend', async (request, reply) => {
-    if (closing && (unanswered.get(request.raw.socket) ?? 0) <= 1) void reply.header('connection', 'close');
+    if (closing && owed.count(request.raw.socket) <= 1) void reply.header('connection', 'close');
   });
   return async (drainMs) => {
     // Set before Fastify's close begins (it runs its hooks a tick later): nothing new is started from here.

@@ -91,6 +91,32 @@ describe('requests the HTTP parser refuses', () => {
     const answer = await raw(`GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
     expect(answer.status).toBe(200);
   });
+
+  it("answers a command first when unreadable bytes follow it on the connection, so the refusal is not read as the command's answer", async () => {
+    const registered = await h.app.inject({
+      method: 'POST',
+      url: '/customers',
+      headers: { authorization: `Bearer ${h.keys.admin}` },
+      payload: { name: 'Pipelined', email: `pipelined-${Date.now()}@example.com` },
+    });
+    expect(registered.statusCode, registered.body).toBe(201);
+    const customerId = registered.json<{ id: string }>().id;
+    const body = JSON.stringify({ kind: 'note', subject: 'pipelined' });
+    // One write: the command, then bytes that are no request.
+    const command = `POST /customers/${customerId}/activities HTTP/1.1\r\nHost: x\r\n${auth()}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    const answer = await raw(`${command}GARBAGE / HTTP/1.1\r\n\r\n`);
+    const wire = answer.body;
+    expect(answer.status, wire).toBe(201);
+    // The refusal follows the command's answer, on the same connection, which then closes.
+    expect(wire).toMatch(/HTTP\/1\.1 400 Bad Request\r\n[^]*"status":400/);
+    const created = JSON.parse(wire.slice(0, wire.indexOf('HTTP/1.1 400'))) as { position: string };
+    const listed = await h.app.inject({
+      method: 'GET',
+      url: `/customers/${customerId}/activities?waitFor=${created.position}`,
+      headers: { authorization: `Bearer ${h.keys.admin}` },
+    });
+    expect(listed.json<{ items: unknown[] }>().items).toHaveLength(1);
+  });
 });
 
 describe('requests Node’s HTTP server would answer by itself, with no problem body', () => {
