@@ -73,6 +73,9 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     publishers: deps.integration,
     ...(deps.store.heldBack ? { heldBack: deps.store.heldBack.bind(deps.store) } : {}),
   });
+  const waitForTimeoutMs = deps.waitForTimeoutMs ?? 5_000;
+  // Every request is answered within it (api/request-timeout.ts); a `?waitFor=` wait fits within it.
+  const requestTimeoutMs = Math.max(deps.requestTimeoutMs ?? 10_000, waitForTimeoutMs + 2_000);
   // Before the key is looked up, and for a command that would be refused anyway, before Fastify routes it.
   const backPressure = createBackPressure(
     { ...DEFAULT_BACK_PRESSURE, ...deps.backPressure },
@@ -80,7 +83,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
       poolWaiting: deps.database.waiting,
       projectionBacklog: deps.projections.backlog?.bind(deps.projections),
     },
-    { requestId: requestIdOf, shed: (method, seconds) => metrics.observeRequest(method, 'refused before routing', 503, seconds) },
+    { requestId: requestIdOf, shed: (method, seconds) => metrics.observeRequest(method, 'refused before routing', 503, seconds), requestTimeoutMs },
   );
   const app = Fastify({
     serverFactory: backPressure.serverFactory,
@@ -108,7 +111,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   await keys.migrate();
   const idempotency = createIdempotencyGuard(deps.database.db, { schema: deps.schemas.events, fingerprintKey: deps.fingerprintKey });
   const cursors = createCursorSeal(await loadServerSecret(deps.database.db, deps.schemas.events, 'list-cursors'));
-  const context: RouteContext = { deps, metrics, keys, idempotency, cursors, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
+  const context: RouteContext = { deps, metrics, keys, idempotency, cursors, waitForTimeoutMs };
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
@@ -165,7 +168,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     if (request.routeOptions.url === undefined) throw unmatched(request);
   });
   // A backstop beyond the bounded waits a route does on purpose (`?waitFor=`), never shorter than them.
-  registerRequestTimeout(app, Math.max(deps.requestTimeoutMs ?? 10_000, context.waitForTimeoutMs + 2_000));
+  registerRequestTimeout(app, requestTimeoutMs);
   // Before the key is looked up: a saturated service refuses new commands at once.
   backPressure.register(app);
   // Registered before the guard so that the guard can count requests refused for their key per address.

@@ -269,6 +269,9 @@ const sampleEventLoopDelay = () => {
 export const LISTEN_BACKLOG = 4_096;
 
 /** Commands are every method but the reading ones. */
+/** How often Node looks for connections whose headers are past their bound: a refusal comes at most this long after it. */
+const HEADERS_CHECK_MS = 1_000;
+
 const isCommand = (method: string | undefined): boolean => method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS';
 
 const over = (bound: number, value: number | undefined): boolean => bound > 0 && value !== undefined && value > bound;
@@ -291,6 +294,8 @@ export function createBackPressure(
     requestId: (request: IncomingMessage) => string;
     /** Counts a command answered by the server alone (the hooks' metrics never see it). */
     shed: (method: string, seconds: number) => void;
+    /** The request bound (CRM_REQUEST_TIMEOUT_MS, api/request-timeout.ts): the headers too must arrive within it. */
+    requestTimeoutMs: number;
   },
 ): BackPressure {
   const loopDelay = options.maxEventLoopDelayMs > 0 ? sampleEventLoopDelay() : undefined;
@@ -345,16 +350,23 @@ export function createBackPressure(
     serverFactory: (handler, fastifyOptions) => {
       const opts = fastifyOptions as Required<Pick<FastifyServerOptions, 'keepAliveTimeout' | 'requestTimeout' | 'connectionTimeout' | 'maxRequestsPerSocket'>>;
       // Without Node's own Host check, which answers a bare 400: api/client-errors.ts refuses it as a problem.
-      const server = createServer({ requireHostHeader: false }, (request, response) => {
-        if (!shed(request, response)) handler(request, response);
-      });
+      // Headers arriving slowly get the 408 (api/client-errors.ts) at the bound a body gets it: Node's own
+      // 60 s, checked every 30 s, held a connection sending a header byte now and then for over a minute.
+      // Node wants the headers' bound within its own request bound, when that is set.
+      const headersTimeout = opts.requestTimeout > 0 ? Math.min(server.requestTimeoutMs, opts.requestTimeout) : server.requestTimeoutMs;
+      const httpServer = createServer(
+        { requireHostHeader: false, headersTimeout, connectionsCheckingInterval: Math.min(HEADERS_CHECK_MS, headersTimeout) },
+        (request, response) => {
+          if (!shed(request, response)) handler(request, response);
+        },
+      );
       // What Fastify sets on a server it makes itself: above all its 72 s keep-alive, longer than a
       // load balancer's idle timeout (Node's own 5 s makes the balancer reuse closed connections: 502s).
-      server.keepAliveTimeout = opts.keepAliveTimeout;
-      server.requestTimeout = opts.requestTimeout;
-      server.setTimeout(opts.connectionTimeout);
-      if (opts.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = opts.maxRequestsPerSocket;
-      return server;
+      httpServer.keepAliveTimeout = opts.keepAliveTimeout;
+      httpServer.requestTimeout = opts.requestTimeout;
+      httpServer.setTimeout(opts.connectionTimeout);
+      if (opts.maxRequestsPerSocket > 0) httpServer.maxRequestsPerSocket = opts.maxRequestsPerSocket;
+      return httpServer;
     },
     register(app) {
       app.addHook('onClose', async () => loopDelay?.stop());

@@ -327,7 +327,11 @@ describe('back-pressure on commands', () => {
 describe('the handlers of command routes', () => {
   /** A bare Fastify app with the back-pressure's hooks and one place, for handlers of each kind. */
   const appWithOnePlace = async (route: (reply: FastifyReply) => unknown) => {
-    const backPressure = createBackPressure({ ...off, maxCommandsInFlight: 1 }, {}, { requestId: () => 'test', shed: () => undefined });
+    const backPressure = createBackPressure(
+      { ...off, maxCommandsInFlight: 1 },
+      {},
+      { requestId: () => 'test', shed: () => undefined, requestTimeoutMs: 10_000 },
+    );
     const app = Fastify({ serverFactory: backPressure.serverFactory });
     backPressure.register(app);
     app.post('/command', (_request, reply) => route(reply));

@@ -254,3 +254,46 @@ describe('a body that stops arriving', () => {
     }
   });
 });
+
+describe('headers that arrive slowly', () => {
+  it('are a 408 problem at the request bound, as a slow body is, while an idle keep-alive connection stays open past it', async () => {
+    // The request bound is waitFor's + 2 s: 2.1 s here (Node's own bound for headers was 60 s, checked every 30 s).
+    const app = await buildApp({ ...h.deps, waitForTimeoutMs: 100, requestTimeoutMs: 100 });
+    try {
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = app.server.address() as AddressInfo;
+      const socket = connect(port, '127.0.0.1');
+      const chunks: Buffer[] = [];
+      socket.on('data', (chunk) => chunks.push(chunk));
+      socket.on('error', () => undefined);
+      const started = Date.now();
+      socket.write('GET /health HTTP/1.1\r\nHost: x\r\n');
+      // A header byte every 200 ms: the connection is never idle, the headers never end.
+      const trickle = setInterval(() => socket.write('X'), 200);
+      const closedAfter = await new Promise<number>((resolve) => socket.on('close', () => resolve(Date.now() - started)));
+      clearInterval(trickle);
+      const text = Buffer.concat(chunks).toString('latin1');
+      expect(text).toMatch(/^HTTP\/1\.1 408 /);
+      expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4))).toMatchObject({ type: 'https://crm.example/problems/request-timeout', status: 408 });
+      // The bound, plus up to a second until the server looks again.
+      expect(closedAfter).toBeGreaterThanOrEqual(2_000);
+      expect(closedAfter).toBeLessThan(4_500);
+
+      // A keep-alive connection idle between requests is not a request arriving slowly.
+      const idle = connect(port, '127.0.0.1');
+      const answers: Buffer[] = [];
+      idle.on('data', (chunk) => answers.push(chunk));
+      idle.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+      await new Promise((resolve) => setTimeout(resolve, 3_500));
+      idle.write('GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      await new Promise((resolve) => idle.on('close', resolve));
+      expect(
+        Buffer.concat(answers)
+          .toString('latin1')
+          .match(/HTTP\/1\.1 \d{3}/g),
+      ).toEqual(['HTTP/1.1 200', 'HTTP/1.1 200']);
+    } finally {
+      await app.close();
+    }
+  });
+});
