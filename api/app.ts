@@ -206,7 +206,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     publishers: deps.integration,
     demoLoad: deps.demoLoad,
   });
-  await app.register(adminRoutes, { keys, userRole: (userId) => activeUserRole(context, userId) });
+  await app.register(adminRoutes, { keys, idempotency, userRole: (userId) => activeUserRole(context, userId) });
   await app.register(meRoutes);
   await app.register(userRoutes, context);
   // Before the :id routes' plugins only for readability: fastify prefers static segments (/customers/export) anyway.
@@ -221,7 +221,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   await app.register(importRoutes, { ...context, imports: deps.imports, maxBytes: deps.importMaxBytes ?? 1024 ** 3 });
   await app.register(analyticsRoutes, context);
   await app.register(auditRoutes, context);
-  await app.register(webhookRoutes, { integration: deps.integration });
+  await app.register(webhookRoutes, { integration: deps.integration, idempotency });
   // The web console (static assets at / and /console/*), over the same public API.
   await app.register(consoleRoutes);
 

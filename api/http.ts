@@ -48,6 +48,20 @@ export const requestIdOf = (request: { headers: Record<string, string | string[]
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
 };
 
+/** The Idempotency-Key of a creation outside the command layer (api/idempotency.ts `createOnce`). */
+export const CreationHeaders = z.looseObject({
+  'idempotency-key': HeaderText.optional().describe(
+    'A retry with the same key creates nothing more: it is a 409 naming what the first request created (its secret was shown only then).',
+  ),
+});
+
+/** The request's Idempotency-Key, if it has one (a 400 naming it when sent twice). */
+export const idempotencyKeyOf = (request: FastifyRequest): string | undefined => {
+  assertSentOnce(request, 'idempotency-key');
+  const key = request.headers['idempotency-key'];
+  return typeof key === 'string' ? key : undefined;
+};
+
 /** Headers every command route reads. Other headers pass (the object is loose on purpose). */
 export const CommandHeaders = z.looseObject({
   'if-match': z

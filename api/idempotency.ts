@@ -1,5 +1,6 @@
 import { createHash, createHmac } from 'node:crypto';
 import type { Generated, Kysely } from 'kysely';
+import { uuidV5 } from '../commands/ids.ts';
 import { ProblemError } from './problems.ts';
 
 /**
@@ -139,3 +140,36 @@ export function createIdempotencyGuard(
     },
   };
 }
+
+/**
+ * A creation outside the command layer (an API key, a webhook subscription) under an Idempotency-Key,
+ * created at most once. The key is claimed as a command's is (another request under it is a 422) and
+ * names the record (`id`, derived from the key), so a retry finds what the first request created. Its
+ * secret was shown to the first request alone and is kept only hashed or sealed, never with the key:
+ * a retry is a 409 naming the record, to keep (if the first answer arrived) or to delete and create
+ * again under a new key. Without the header, `create` runs each time.
+ */
+export const createOnce = async <T>(
+  guard: IdempotencyGuard,
+  claim: { apiKeyId: string; key: string | undefined; request: IdempotentRequest },
+  record: { what: string; exists: (id: string) => Promise<boolean>; removal: (id: string) => string },
+  create: (id: string | undefined) => Promise<T>,
+): Promise<T> => {
+  if (claim.key === undefined) return create(undefined);
+  const scoped = await guard.claim(claim.apiKeyId, claim.key, claim.request);
+  const id = uuidV5(`${record.what}\n${scoped}`);
+  const createdBefore = () =>
+    new ProblemError(
+      'invalid_state',
+      `This Idempotency-Key already created ${record.what} ${id}; its secret was shown only in that answer. Keep it, or ${record.removal(id)} and create another under a new key.`,
+      { details: { id }, errors: [{ field: 'idempotency-key', message: `already created ${record.what} ${id}` }] },
+    );
+  if (await record.exists(id)) throw createdBefore();
+  try {
+    return await create(id);
+  } catch (error) {
+    // The same request twice at once: the other one created it.
+    if (await record.exists(id)) throw createdBefore();
+    throw error;
+  }
+};

@@ -19,7 +19,7 @@ export interface IntegrationServices {
   tables: IntegrationTables;
   status(): Promise<PublisherStatus[]>;
   /** Creates a subscription starting at the store head; the secret is returned here and never again. */
-  subscribe(input: { url: string; events: string[]; description: string | null; role: SubscriberRole }): Promise<{ id: string; secret: string }>;
+  subscribe(input: { url: string; events: string[]; description: string | null; role: SubscriberRole; id?: string }): Promise<{ id: string; secret: string }>;
   /**
    * A new signing secret, returned here and never again; the replaced one still signs deliveries
    * beside it for `keepPreviousSeconds`. Undefined when there is no such subscription.

@@ -301,6 +301,8 @@ const toPublisher = (r: PublisherTableRow): PublisherRow => ({
 });
 
 export interface NewSubscription {
+  /** When the caller derives it (api/idempotency.ts `createOnce`); else a new one. */
+  id?: string;
   url: string;
   events: string[];
   description: string | null;
@@ -336,7 +338,7 @@ export function integrationTables(db: Kysely<unknown>, schema: string, masterKey
     migrate: () => migrateIntegrationTables(db, schema, masterKey),
 
     async createSubscription(input: NewSubscription): Promise<WebhookSubscription> {
-      const id = randomUUID();
+      const id = input.id ?? randomUUID();
       const { url, password } = splitPassword(input.url);
       return db.transaction().execute(async (trx) => {
         await assertMasterKeyCurrent(trx, schema, masterKey, 'new webhook secrets');

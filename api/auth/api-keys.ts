@@ -47,7 +47,8 @@ export interface CreatedApiKey extends ApiKeyRecord {
 export interface ApiKeyStore {
   migrate(): Promise<void>;
   /** With `userId`, `role` is the user's role at creation (stored for the list); requests use the user's current role. */
-  create(input: { name: string; role: Role; userId?: string | null; createdBy?: string }): Promise<CreatedApiKey>;
+  /** `id`: the key's id when the caller derives it (api/idempotency.ts `createOnce`); else a new one. */
+  create(input: { name: string; role: Role; userId?: string | null; createdBy?: string; id?: string }): Promise<CreatedApiKey>;
   /** Stores a key the caller already holds (the CRM_ADMIN_KEY case); no-op when its hash is known. */
   import(input: { name: string; role: Role; key: string; createdBy?: string }): Promise<ApiKeyRecord>;
   list(): Promise<ApiKeyRecord[]>;
@@ -186,12 +187,12 @@ export function createApiKeyStore(handle: Kysely<unknown>, options: ApiKeyStoreO
       await sql`CREATE INDEX IF NOT EXISTS api_keys_user_idx ON ${sql.id(schema, 'api_keys')} (user_id) WHERE user_id IS NOT NULL`.execute(db);
     },
 
-    async create({ name, role, userId, createdBy }) {
+    async create({ name, role, userId, createdBy, id }) {
       const key = generateKey();
       const row = await db
         .withSchema(schema)
         .insertInto('api_keys')
-        .values({ id: randomUUID(), name, role, hash: hashKey(key), user_id: userId ?? null, created_by: createdBy ?? null })
+        .values({ id: id ?? randomUUID(), name, role, hash: hashKey(key), user_id: userId ?? null, created_by: createdBy ?? null })
         .returningAll()
         .executeTakeFirstOrThrow();
       return { ...toRecord(row), key };

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ApiKeyName, type ApiKeyStore } from '../auth/api-keys.ts';
-import { actorOfKey, IdParams } from '../http.ts';
+import { actorOfKey, CreationHeaders, IdParams, idempotencyKeyOf } from '../http.ts';
+import { createOnce, type IdempotencyGuard } from '../idempotency.ts';
 import { ProblemError, problemResponses } from '../problems.ts';
 import { ROLES, type Role } from '../roles.ts';
 
@@ -44,10 +45,11 @@ const CreatedApiKey = ApiKeyView.extend({
   key: z.string().describe('The secret. Shown only in this response: store it now.'),
 }).meta({ id: 'CreatedApiKey' });
 
-export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: (userId: string) => Promise<string | undefined> }> = async (
-  app,
-  { keys, userRole },
-) => {
+export const adminRoutes: FastifyPluginAsyncZod<{
+  keys: ApiKeyStore;
+  idempotency: IdempotencyGuard;
+  userRole?: (userId: string) => Promise<string | undefined>;
+}> = async (app, { keys, idempotency, userRole }) => {
   app.post(
     '/admin/api-keys',
     {
@@ -55,8 +57,12 @@ export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: 
         operationId: 'createApiKey',
         tags: ['admin'],
         summary: 'Create an API key; the key itself is returned once and only its hash is stored',
+        description:
+          'With an Idempotency-Key, a retry creates no second key: it is a 409 naming the key the first request created (`details.id`), ' +
+          'whose secret was shown only in that answer: keep it, or revoke it (DELETE /admin/api-keys/:id) and create another under a new Idempotency-Key.',
+        headers: CreationHeaders,
         body: CreateApiKey,
-        response: { 201: CreatedApiKey, ...problemResponses(400, 401, 403, 413, 422, 429, 503) },
+        response: { 201: CreatedApiKey, ...problemResponses(400, 401, 403, 409, 413, 422, 429, 503) },
       },
     },
     async (request, reply) => {
@@ -69,7 +75,20 @@ export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: 
           throw new ProblemError('rule_violated', `No active user ${userId}.`, { errors: [{ field: 'userId', message: 'no active user' }] });
         keyRole = current as Role;
       }
-      const created = await keys.create({ name, role: keyRole!, userId: userId ?? null, createdBy: actorOfKey(request.apiKey!).userId });
+      const created = await createOnce(
+        idempotency,
+        {
+          apiKeyId: request.apiKey!.id,
+          key: idempotencyKeyOf(request),
+          request: { method: 'POST', route: '/admin/api-keys', resourceId: null, body: request.body },
+        },
+        {
+          what: 'API key',
+          exists: async (id) => (await keys.list()).some((listed) => listed.id === id),
+          removal: (id) => `revoke it (DELETE /admin/api-keys/${id})`,
+        },
+        (id) => keys.create({ name, role: keyRole!, userId: userId ?? null, createdBy: actorOfKey(request.apiKey!).userId, ...(id ? { id } : {}) }),
+      );
       request.log.info({ apiKeyId: created.id, role: created.role, userId: created.userId }, 'API key created');
       return reply.code(201).header('cache-control', 'no-store').send(created);
     },

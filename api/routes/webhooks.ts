@@ -14,7 +14,8 @@ import {
 } from '../../integration/validation.ts';
 import { REPORTED_PUBLISHER_STATES, RotationInGrace, webhookPublisherName, type DeliveryAttempt, type WebhookSubscription } from '../../integration/tables.ts';
 import { WebhookUrlRefused } from '../../integration/url-password.ts';
-import { decimalNumber, IdParams } from '../http.ts';
+import { CreationHeaders, decimalNumber, IdParams, idempotencyKeyOf } from '../http.ts';
+import { createOnce, type IdempotencyGuard } from '../idempotency.ts';
 import { ProblemError, problemResponses, validationProblem } from '../problems.ts';
 import { ROLES } from '../roles.ts';
 
@@ -157,7 +158,10 @@ const deliveryView = (d: DeliveryAttempt) => ({
 });
 
 /** Webhook subscriptions (integration/): admin only by default (api/roles.ts). */
-export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServices }> = async (app, { integration }) => {
+export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServices; idempotency: IdempotencyGuard }> = async (
+  app,
+  { integration, idempotency },
+) => {
   const { tables } = integration;
   await tables.migrate();
   const statusOf = async (id: string) => (await integration.status()).find((p) => p.name === webhookPublisherName(id));
@@ -184,20 +188,34 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
         description:
           'Deliveries are POSTs of one integration event (see the IntegrationEvent schema) with the Standard Webhooks headers webhook-id, ' +
           'webhook-timestamp and webhook-signature (v1,<base64 HMAC-SHA256 of "id.timestamp.body"> keyed with the base64 part of the secret after whsec_). ' +
-          'Per subscription in position order, at least once: receivers must dedupe by webhook-id. A new subscription receives events recorded from now on; replay reaches back.',
+          'Per subscription in position order, at least once: receivers must dedupe by webhook-id. A new subscription receives events recorded from now on; replay reaches back. ' +
+          'With an Idempotency-Key, a retry creates no second subscription: it is a 409 naming the one the first request created (`details.id`), ' +
+          'whose secret was shown only in that answer: keep it, rotate its secret (POST /webhooks/:id/rotate-secret), or delete it and subscribe under a new Idempotency-Key.',
+        headers: CreationHeaders,
         body: CreateWebhook,
-        response: { 201: CreatedWebhook, ...problemResponses(400, 401, 403, 413, 429, 503) },
+        response: { 201: CreatedWebhook, ...problemResponses(400, 401, 403, 409, 413, 422, 429, 503) },
         responseHeaders: { 201: ['location'] },
       },
     },
     async (request, reply) => {
       checkDestination(request.body.url);
-      const created = await integration.subscribe({
-        url: request.body.url,
-        events: request.body.events,
-        description: request.body.description ?? null,
-        role: request.body.role,
-      });
+      const created = await createOnce(
+        idempotency,
+        { apiKeyId: request.apiKey!.id, key: idempotencyKeyOf(request), request: { method: 'POST', route: '/webhooks', resourceId: null, body: request.body } },
+        {
+          what: 'webhook subscription',
+          exists: async (id) => (await tables.getSubscription(id)) !== undefined,
+          removal: (id) => `delete it (DELETE /webhooks/${id})`,
+        },
+        (id) =>
+          integration.subscribe({
+            url: request.body.url,
+            events: request.body.events,
+            description: request.body.description ?? null,
+            role: request.body.role,
+            ...(id ? { id } : {}),
+          }),
+      );
       request.log.info({ webhookId: created.id }, 'webhook subscription created');
       return reply.code(201).header('cache-control', 'no-store').header('location', `/webhooks/${created.id}`).send(created);
     },
