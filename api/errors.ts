@@ -3,6 +3,7 @@ import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DomainError } from '../domain/errors.ts';
 import {
+  databaseShortage,
   DiskFull,
   EventStoreUnavailable,
   IdempotencyConflict,
@@ -85,10 +86,20 @@ const quote = (revision: number): string => `"${revision}"`;
 const RETRY_AFTER_SECONDS = '1';
 /** A rebuild takes seconds to minutes: come back in a while rather than at once. */
 const REBUILD_RETRY_AFTER_SECONDS = '10';
-/** Space on a full disk is freed by an operator (or a clean-up job): minutes, not seconds. */
-const DISK_FULL_RETRY_AFTER_SECONDS = '30';
 /** A stopped read model waits for an operator: minutes, not seconds. */
 const STOPPED_READ_MODEL_RETRY_AFTER_SECONDS = '30';
+/** A full disk (or memory) waits for an operator to free some: minutes, not seconds. */
+const SHORTAGE_RETRY_AFTER_SECONDS = '30';
+
+/**
+ * What the database ran out of, as a client is told: a 503 like an outage (nothing about the request
+ * is wrong, and it succeeds once the operator frees space), never a 500.
+ */
+const SHORTAGE_TEXTS = {
+  disk: { code: 'database.disk-full', text: "The database's disk is full", retryAfter: SHORTAGE_RETRY_AFTER_SECONDS },
+  memory: { code: 'database.out-of-memory', text: 'The database ran out of memory', retryAfter: RETRY_AFTER_SECONDS },
+  limit: { code: 'database.limit-exceeded', text: 'The database refused the statement at one of its configured limits', retryAfter: RETRY_AFTER_SECONDS },
+} as const;
 
 /** Requests that record something (commands); the rest only read. */
 export const isCommand = (request: FastifyRequest): boolean => request.method !== 'GET' && request.method !== 'HEAD';
@@ -180,14 +191,18 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
   }
   // Positions reach the store only from cursors and `fromPosition`: one it refuses was forged or is another engine's.
   if (error instanceof InvalidReadOptions) return validationProblem([{ field: 'cursor', message: error.message }]);
-  if (error instanceof DiskFull)
-    return new ProblemError(
-      'disk_full',
-      error.message,
-      // A command of several steps may have recorded its first before the disk filled: the retry does not record it twice.
-      request && isCommand(request) ? { retrySafeWithIdempotencyKey: true } : {},
-      { 'retry-after': DISK_FULL_RETRY_AFTER_SECONDS },
-    );
+  const shortage = databaseShortage(error);
+  if (shortage !== undefined && shortage !== 'connections' && !(error instanceof OutcomeUnknown)) {
+    const { code, text, retryAfter } = SHORTAGE_TEXTS[shortage];
+    return request && isCommand(request)
+      ? new ProblemError(
+          'unavailable',
+          `${text}, so the command was not recorded. Retry once its operator has freed some, with the same Idempotency-Key: whatever the command recorded before is not recorded twice.`,
+          { code, retrySafeWithIdempotencyKey: true },
+          { 'retry-after': retryAfter },
+        )
+      : new ProblemError('unavailable', `${text}; retry once its operator has freed some.`, { code }, { 'retry-after': retryAfter });
+  }
   if (error instanceof OutcomeUnknown && request && isCommand(request))
     return outcomeUnknown('The connection to the database was lost while the command was being recorded');
   if (error instanceof EventStoreUnavailable) {

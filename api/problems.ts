@@ -29,7 +29,6 @@ export const problemTypes = {
   rate_limited: { status: 429, title: 'Too many requests' },
   unavailable: { status: 503, title: 'Service unavailable' },
   outcome_unknown: { status: 503, title: 'The outcome of the command is unknown' },
-  disk_full: { status: 503, title: 'The disk of the database is full' },
   read_model_timeout: { status: 503, title: 'The read models have not caught up yet' },
   internal: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;

@@ -128,19 +128,45 @@ export class StoreFromNewerVersion extends EventStoreError {
  */
 export class StoreNotFound extends EventStoreError {}
 
+/** What the database ran short of: SQLSTATE class 53 (insufficient resources). */
+export type DatabaseShortage = 'disk' | 'memory' | 'connections' | 'limit';
+const SHORTAGES: Record<string, DatabaseShortage> = { '53000': 'limit', '53100': 'disk', '53200': 'memory', '53300': 'connections', '53400': 'limit' };
+/** The words of ENOSPC in PostgreSQL's messages; the embedded engine may report a failed write without a SQLSTATE. */
+const NO_SPACE = /No space left on device/i;
+
+/**
+ * The database refused a statement for want of disk, memory, connection slots or a configured limit,
+ * here or in a cause: nothing about the statement or the event is wrong, and it succeeds once the
+ * operator frees what ran out. Not a file of this machine that failed (a Node error code such as ENOSPC).
+ */
+export const databaseShortage = (error: unknown): DatabaseShortage | undefined => {
+  let shortage: DatabaseShortage | undefined;
+  inCauses(error, (at) => {
+    // The embedded database's reserve of free space reached (free-space.ts): the same shortage, told before it happens.
+    if (at instanceof DiskFull) shortage = 'disk';
+    const code = (at as { code?: unknown }).code;
+    if (shortage !== undefined) return true;
+    if (typeof code === 'string' && Object.hasOwn(SHORTAGES, code)) shortage = SHORTAGES[code];
+    else if ((code === undefined || (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code))) && NO_SPACE.test(at.message)) shortage = 'disk';
+    return shortage !== undefined;
+  });
+  return shortage;
+};
+
 /**
  * The connection to the database failed, or the server refused the statement for reasons that say
- * nothing about it (shutting down, deadlock, serialization, too many connections): worth a retry.
+ * nothing about it (shutting down, deadlock, serialization, out of disk, memory or connection
+ * slots): worth a retry.
  */
 export const isConnectionFault = (error: unknown): boolean => {
   const code = (error as { code?: unknown } | null)?.code;
   if (
     typeof code === 'string' &&
-    (/^08/.test(code) || ['40001', '40P01', '57P01', '57P02', '57P03', '53300', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(code))
+    (/^08/.test(code) || ['40001', '40P01', '57P01', '57P02', '57P03', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(code))
   ) {
     return true;
   }
-  if (error instanceof EventStoreUnavailable) return true;
+  if (error instanceof EventStoreUnavailable || databaseShortage(error) !== undefined) return true;
   const message = error instanceof Error ? error.message : '';
   return /Connection terminated|connection (is )?closed|timeout exceeded when trying to connect/i.test(message);
 };

@@ -88,9 +88,11 @@ const readCheckpoint = async (schema: string, name: string) => (await readCheckp
 
 /**
  * A projection on a schema of its own with a fresh checkpoint (unless `register` is false). `fail`
- * may throw for a batch (its events are given) before anything is written.
+ * may throw, or run a statement that fails, for a batch (its events are given) before anything is written.
  */
-const recorder = async (options: { filter?: Projection['filter']; fail?: (events: ProjectedEvent[]) => void; register?: boolean } = {}): Promise<Recorder> => {
+const recorder = async (
+  options: { filter?: Projection['filter']; fail?: (events: ProjectedEvent[], trx: Kysely<any>) => void | Promise<void>; register?: boolean } = {},
+): Promise<Recorder> => {
   const schema = freshSchema();
   const calls: number[] = [];
   const syncCommit: string[] = [];
@@ -107,7 +109,7 @@ const recorder = async (options: { filter?: Projection['filter']; fail?: (events
       calls.push(events.length);
       const { rows } = await sql<{ synchronous_commit: string }>`SHOW synchronous_commit`.execute(trx);
       syncCommit.push(rows[0]!.synchronous_commit);
-      options.fail?.(events);
+      await options.fail?.(events, trx);
       for (const e of events) await sql`INSERT INTO ${sql.id(s, 'applied')} (position, id) VALUES (${e.position.toString()}, ${e.id})`.execute(trx);
     },
   };
@@ -388,6 +390,33 @@ describe('applyBatch', () => {
       expect(r.calls).toEqual([3, 3, 3]);
       if ('shouldRetry' in options) expect(reported.map((e) => (e as { code: string }).code)).toEqual(['40001', '40001']);
     }
+  });
+
+  it('the database out of disk, memory or a configured limit (SQLSTATE class 53) is retried until space is freed, never marked as poison', async () => {
+    // PostgreSQL's own error, raised in the batch transaction as a write on a full disk raises it.
+    const shortages = [
+      ['disk_full', 'could not extend file "base/5/16510": No space left on device'],
+      ['out_of_memory', 'out of memory'],
+      ['configuration_limit_exceeded', 'too many range table entries'],
+    ];
+    const events = recorded(2);
+    const reported: unknown[] = [];
+    const r = await recorder({
+      fail: async (_events, trx) => {
+        const next = shortages[reported.length];
+        if (next) await sql`SELECT ${sql.id(r.schema, 'raise')}(${next[0]}, ${next[1]})`.execute(trx);
+      },
+    });
+    await sql`CREATE FUNCTION ${sql.id(r.schema, 'raise')}(state text, message text) RETURNS void LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message; END $$`.execute(db);
+    const outcome = await applyBatch(db, r.schema, r.projection, itemsOf(events), 2n, noLag, {
+      shouldRetry: () => true,
+      onTransientError: (error) => void reported.push(error),
+    });
+    expect(outcome).toEqual({ kind: 'applied', position: 2n });
+    expect(reported.map((e) => (e as { code: string }).code)).toEqual(['53100', '53200', '53400']);
+    expect(await r.committed()).toEqual(ids(events));
+    expect(await r.checkpoint()).toMatchObject({ state: 'running', position: 2n, lastError: null });
   });
 
   it('a transient failure ends the batch when the retry policy says stop: nothing committed, nothing marked', async () => {
