@@ -4,7 +4,6 @@ import { z } from 'zod';
 import { DomainError } from '../domain/errors.ts';
 import {
   databaseShortage,
-  DiskFull,
   EventStoreUnavailable,
   IdempotencyConflict,
   OutcomeUnknown,

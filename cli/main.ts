@@ -1,4 +1,12 @@
-import { DiskFull, EventStoreUnavailable, MasterKeyMismatch, StoreDoesNotFitServer, StoreFromNewerVersion, StoreNotFound } from '../eventstore/errors.ts';
+import {
+  DiskFull,
+  EventStoreUnavailable,
+  MasterKeyMismatch,
+  shortageIn,
+  StoreDoesNotFitServer,
+  StoreFromNewerVersion,
+  StoreNotFound,
+} from '../eventstore/errors.ts';
 import { inCauses } from '../shared/causes.ts';
 import { unavailableAdvice } from './advice.ts';
 import { ReadModelRebuilding, ReadModelsFromNewerVersion, ReadModelsHeld, RebuildShadowLost } from '../projections/errors.ts';
@@ -42,6 +50,8 @@ const overview = (): string =>
 
 /** The command being run, for advice that fits it when it fails. */
 let running: { command: CliCommand; args: Pick<CommandRun, 'positionals' | 'values'> } | undefined;
+/** The embedded database's data folder, when the command runs on one: where a full disk needs space. */
+let embeddedDataDir: string | undefined;
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -71,6 +81,7 @@ async function main(argv: string[]): Promise<number> {
 
   // Configuration is validated before anything opens: a bad variable is named, nothing half-starts.
   const config = loadConfig(process.env, process.cwd());
+  if (config.database.kind === 'pglite') embeddedDataDir = config.database.dataDir;
 
   const controller = new AbortController();
   let interrupts = 0;
@@ -179,6 +190,14 @@ const report = (error: unknown): number => {
   if (error instanceof DiskFull) {
     err(`crm ${running?.command.name ?? ''}: ${error.message}`);
     return 74; // EX_IOERR, as a full disk met anywhere else
+  }
+  // Before an outage's advice: a wait does not free space. SQLSTATE 53100, or the embedded engine's
+  // "could not write to file ...: No space left on device", printed as an unexpected error with a stack before.
+  const shortage = shortageIn(error);
+  if (shortage?.shortage === 'disk') {
+    const where = embeddedDataDir ? ` on the disk of the data folder ${embeddedDataDir} (CRM_DATA_DIR)` : " on the database server's disk";
+    err(`crm ${running?.command.name ?? ''}: the disk is full (${shortage.said.message}): free some space${where} and run it again.`);
+    return 74; // EX_IOERR
   }
   if (error instanceof EventStoreUnavailable) {
     err(unavailableAdvice(error, running));

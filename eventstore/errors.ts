@@ -134,24 +134,27 @@ const SHORTAGES: Record<string, DatabaseShortage> = { '53000': 'limit', '53100':
 /** The words of ENOSPC in PostgreSQL's messages; the embedded engine may report a failed write without a SQLSTATE. */
 const NO_SPACE = /No space left on device/i;
 
+const shortageOf = (at: Error): DatabaseShortage | undefined => {
+  // The embedded database's reserve of free space reached (free-space.ts): the same shortage, told before it happens.
+  if (at instanceof DiskFull) return 'disk';
+  const code = (at as { code?: unknown }).code;
+  if (typeof code === 'string' && Object.hasOwn(SHORTAGES, code)) return SHORTAGES[code];
+  // A SQLSTATE or none: a Node error code (ENOSPC of a file of this machine) is not the database's.
+  return (code === undefined || (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code))) && NO_SPACE.test(at.message) ? 'disk' : undefined;
+};
+
+/** The error (itself or a cause) by which the database said what it ran short of, with what that was. */
+export const shortageIn = (error: unknown): { shortage: DatabaseShortage; said: Error } | undefined => {
+  const said = inCauses(error, (at) => shortageOf(at) !== undefined);
+  return said && { shortage: shortageOf(said)!, said };
+};
+
 /**
  * The database refused a statement for want of disk, memory, connection slots or a configured limit,
  * here or in a cause: nothing about the statement or the event is wrong, and it succeeds once the
- * operator frees what ran out. Not a file of this machine that failed (a Node error code such as ENOSPC).
+ * operator frees what ran out.
  */
-export const databaseShortage = (error: unknown): DatabaseShortage | undefined => {
-  let shortage: DatabaseShortage | undefined;
-  inCauses(error, (at) => {
-    // The embedded database's reserve of free space reached (free-space.ts): the same shortage, told before it happens.
-    if (at instanceof DiskFull) shortage = 'disk';
-    const code = (at as { code?: unknown }).code;
-    if (shortage !== undefined) return true;
-    if (typeof code === 'string' && Object.hasOwn(SHORTAGES, code)) shortage = SHORTAGES[code];
-    else if ((code === undefined || (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code))) && NO_SPACE.test(at.message)) shortage = 'disk';
-    return shortage !== undefined;
-  });
-  return shortage;
-};
+export const databaseShortage = (error: unknown): DatabaseShortage | undefined => shortageIn(error)?.shortage;
 
 /**
  * The connection to the database failed, or the server refused the statement for reasons that say
