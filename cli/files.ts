@@ -40,8 +40,17 @@ const open = async (at: string, path: string, what: string): Promise<WriteStream
   return stream;
 };
 
-/** A file opened (created or emptied) for writing, once it is open; `what` names it in the message. */
-export const openForWriting = (path: string, what: string): Promise<WriteStream> => open(path, path, what);
+/**
+ * A file opened (created or emptied) for writing, once it is open; `what` names it in the message.
+ * Written with `writeText` and closed with `finishWriting`, which throw a failed write (a full disk):
+ * the failure is kept on the stream (`errored`) rather than thrown from an 'error' event with nobody
+ * listening, which ended `crm import --report <full disk>` with a stack trace.
+ */
+export const openForWriting = async (path: string, what: string): Promise<WriteStream> => {
+  const stream = await open(path, path, what);
+  stream.on('error', () => undefined);
+  return stream;
+};
 
 /** A file written whole or not at all (`openReplacing`). */
 export interface ReplacingFile {
@@ -131,8 +140,8 @@ export const openReplacing = async (given: string, what: string): Promise<Replac
   };
 };
 
-/** Ends a stream and waits for its file to be closed (once). */
-const closeStream = async (stream: WriteStream): Promise<void> => {
+/** Ends a stream and waits for its file to be closed (once); a failed or closed one is left as it is. */
+export const closeStream = async (stream: WriteStream): Promise<void> => {
   if (stream.closed) return;
   stream.end();
   await once(stream, 'close').catch(() => undefined);
@@ -147,7 +156,18 @@ const linkTarget = (link: string): string => {
   }
 };
 
-/** Writes `text`, waiting for the stream to drain when its buffer is full (reports stay bounded in memory). */
+/**
+ * Writes `text`, waiting for the stream to drain when its buffer is full (reports stay bounded in memory).
+ * A stream whose write failed (ENOSPC) rejects with that failure: it never drains, and the wait for
+ * it hung `crm import` for good (Ctrl-C included).
+ */
 export const writeText = async (out: WriteStream, text: string): Promise<void> => {
+  if (out.destroyed) throw out.errored ?? new Error(`${String(out.path)} was closed before everything was written`);
   if (!out.write(text)) await once(out, 'drain');
+};
+
+/** Closes a file written with `writeText`, with what was buffered; rejects with the failure of a write that failed on the way. */
+export const finishWriting = async (out: WriteStream): Promise<void> => {
+  await closeStream(out);
+  if (out.errored) throw out.errored;
 };

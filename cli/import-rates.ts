@@ -1,11 +1,10 @@
 import { createReadStream } from 'node:fs';
-import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { CrmCommands } from '../commands/index.ts';
 import { rowReason } from '../commands/import/importer.ts';
 import { parseRecords } from '../commands/import/parse.ts';
 import { csvField } from '../shared/csv.ts';
-import { openForWriting, writeText } from './files.ts';
+import { closeStream, finishWriting, openForWriting, writeText } from './files.ts';
 import { refuseReportOverInput } from './import.ts';
 import type { Progress } from './progress.ts';
 
@@ -111,9 +110,9 @@ export async function importRates(commands: Pick<CrmCommands, 'execute'>, option
         await reject(record.line, columnOf(why));
       }
     }
+    await finishWriting(report);
     return result;
   } finally {
-    report.end();
-    await once(report, 'close');
+    await closeStream(report);
   }
 }

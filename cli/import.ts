@@ -1,5 +1,4 @@
 import { createReadStream, realpathSync, statSync } from 'node:fs';
-import { once } from 'node:events';
 import { basename, extname } from 'node:path';
 import type { BatchCommands } from '../commands/batch.ts';
 import { runImport, type ImportOutcome } from '../commands/import/importer.ts';
@@ -8,7 +7,7 @@ import { parseRecords, type ImportFormat } from '../commands/import/parse.ts';
 import type { ImportKind } from '../commands/import/rows.ts';
 import { csvField } from '../shared/csv.ts';
 import { UsageError } from './command.ts';
-import { openForWriting, writeText } from './files.ts';
+import { closeStream, finishWriting, openForWriting, writeText } from './files.ts';
 import type { Progress } from './progress.ts';
 
 export { detectKind, type ImportKind } from '../commands/import/rows.ts';
@@ -81,9 +80,9 @@ export async function importFile(batch: BatchCommands, options: ImportFileOption
         done = counts.rows;
       },
     });
+    await finishWriting(report);
     return { ...outcome, reportPath };
   } finally {
-    report.end();
-    await once(report, 'close');
+    await closeStream(report);
   }
 }

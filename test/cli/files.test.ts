@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { once } from 'node:events';
-import { openForWriting, openReplacing } from '../../cli/files.ts';
+import { finishWriting, openForWriting, openReplacing, writeText } from '../../cli/files.ts';
 
 /**
  * `--output` of `crm export`: a file written whole or not at all, beside its path and moved there.
@@ -69,5 +69,24 @@ describe('openReplacing', () => {
     await ended;
     expect(read).toBe('row\n');
     expect(statSync(fifo).isFIFO()).toBe(true);
+  });
+});
+
+describe('writeText and finishWriting on a disk that is full', () => {
+  // /dev/full answers every write with ENOSPC, as a full disk does.
+  it('reject with ENOSPC at each write after the first failure and at the close, instead of waiting for a drain that never comes', async () => {
+    const report = await openForWriting('/dev/full', 'the report');
+    // More than the stream buffers: the write waits for a drain, and the failure comes instead.
+    await expect(writeText(report, 'x'.repeat(64 * 1024))).rejects.toMatchObject({ code: 'ENOSPC', syscall: 'write' });
+    // The stream is destroyed now: a write never drains. It hung `crm import` for good before.
+    await expect(writeText(report, '2,a refused row\n')).rejects.toMatchObject({ code: 'ENOSPC' });
+    await expect(finishWriting(report)).rejects.toMatchObject({ code: 'ENOSPC' });
+  });
+
+  it('a failure nobody waits for (a short line, buffered) is kept for the next write, not thrown from an error event', async () => {
+    const report = await openForWriting('/dev/full', 'the report');
+    await writeText(report, 'line,reason\n');
+    await new Promise<void>((resolve) => report.once('close', () => resolve()));
+    await expect(writeText(report, '2,a refused row\n')).rejects.toMatchObject({ code: 'ENOSPC' });
   });
 });

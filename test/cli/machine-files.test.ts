@@ -32,6 +32,19 @@ describe('files of this machine the CRM cannot use', () => {
     noStack(result.stderr);
   });
 
+  it('an import report on a full disk: said in one line, exit 74, where it crashed with a stack or hung', async () => {
+    const customers = join(folder, 'refused.csv');
+    writeFileSync(customers, ['name,email', ...Array.from({ length: 500 }, (_, i) => `Row ${i},not-an-email-${i}`)].join('\n'));
+    const result = await runCrm(['import', customers, '--report', '/dev/full'], {
+      cwd: folder,
+      env: { CRM_DATA_DIR: join(folder, 'data') },
+      timeoutMs: 120_000,
+    });
+    expect(result.code, result.stderr).toBe(74);
+    expect(result.stderr).toContain('crm import: ENOSPC write: the disk is full: free some space and run it again.');
+    noStack(result.stderr);
+  });
+
   it('output to a full disk: said in one line, exit 74', async () => {
     const full = openSync('/dev/full', 'w');
     try {
