@@ -30,6 +30,7 @@ export const problemTypes = {
   unavailable: { status: 503, title: 'Service unavailable' },
   outcome_unknown: { status: 503, title: 'The outcome of the command is unknown' },
   read_model_timeout: { status: 503, title: 'The read models have not caught up yet' },
+  insufficient_storage: { status: 507, title: 'The server has no room to store the request' },
   internal: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
@@ -157,6 +158,7 @@ const STATUS_DESCRIPTIONS: Record<number, string> = {
   428: 'If-Match required',
   429: 'Rate limit exceeded',
   503: 'Dependency unavailable or read models not caught up',
+  507: "No room left where the server stores the request (an upload's temporary folder)",
 };
 
 /** OpenAPI responses for the given error statuses, documented as `application/problem+json`. */

@@ -159,7 +159,7 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
         "A deal has an owner: a deals row without owner_id takes the default owner (defaultOwner, else the key's user), and is refused when there is none (a service key's import without defaultOwner); " +
         'customers rows without owner_id take it too, as POST /customers gives a user its registrations. An unknown or deactivated defaultOwner is a 400 before anything is read.',
       querystring: ImportQuery,
-      response: { 202: z.object({ id: z.string() }), ...problemResponses(400, 401, 403, 408, 409, 413, 415, 429, 503) },
+      response: { 202: z.object({ id: z.string() }), ...problemResponses(400, 401, 403, 408, 409, 413, 415, 429, 503, 507) },
       responseHeaders: { 202: ['location'] },
       streamedBody: {
         mediaTypes: Object.keys(FORMATS),
@@ -235,6 +235,13 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
         }
         // The client went away mid-upload (it hears no answer): a refused request, not a fault of this server.
         if (name === 'ImportAborted') throw new ProblemError('malformed', `${(error as Error).message}; nothing was imported: send the file again.`, {}, CLOSE);
+        // This server's temporary folder is full: not the client's fault, and no use sending again until its operator acts.
+        if (name === 'ImportSpoolFull') {
+          const folder = (error as { folder?: unknown }).folder;
+          throw new ProblemError('insufficient_storage', `${(error as Error).message}; nothing was imported: send the file again once it has room.`, {
+            details: { folder },
+          });
+        }
         if (name === 'ImportBusy') throw new ProblemError('invalid_state', (error as Error).message);
         throw error;
       }

@@ -3,7 +3,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Actor } from '../../domain/metadata.ts';
 import { isRunning } from '../../shared/processes.ts';
@@ -73,6 +73,27 @@ export class ImportAborted extends Error {
     this.name = 'ImportAborted';
   }
 }
+
+/**
+ * The folder uploads are spooled to (the operating system's temporary folder, TMPDIR) has no room
+ * left (ENOSPC, EDQUOT): nothing was imported, and sending the file again helps only once its
+ * operator has freed space there or pointed TMPDIR at a folder with room.
+ */
+export class ImportSpoolFull extends Error {
+  constructor(
+    readonly folder: string,
+    cause: NodeJS.ErrnoException,
+  ) {
+    super(
+      `The server's temporary folder ${folder} is full (${cause.code}), so the upload could not be written there: ` +
+        'its operator must free space in it, or set TMPDIR to a folder with room',
+      { cause },
+    );
+    this.name = 'ImportSpoolFull';
+  }
+}
+
+const SPOOL_FULL = new Set(['ENOSPC', 'EDQUOT']);
 
 /** Another server recorded the job as failed while this one waited for the database (its heartbeat went stale). */
 export class ImportTakenOver extends Error {
@@ -153,6 +174,11 @@ export interface ImportJobsOptions {
   currency?: string;
   /** Progress is saved at most this often (default 500 ms), and at least every 15 s (the heartbeat). */
   saveIntervalMs?: number;
+  /**
+   * Opens the file an upload is spooled to, in a new folder of the operating system's temporary
+   * folder (TMPDIR); by default that file itself. A test writes it to /dev/full, as a full disk fails.
+   */
+  openSpool?: (path: string) => Writable;
 }
 
 const HEARTBEAT_MS = 15_000;
@@ -346,8 +372,9 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
       let folder: string | undefined;
       // A failure of the spool file is this server's; any other error of the pipeline but the bounds' is the body's.
       let spoolFailed = false;
+      const spoolIn = tmpdir();
       try {
-        folder = await mkdtemp(join(tmpdir(), `crm-import-${process.pid}-`));
+        folder = await mkdtemp(join(spoolIn, `crm-import-${process.pid}-`));
         await pipeline(
           body,
           idleBound(options.idleMs ?? 30_000),
@@ -355,11 +382,16 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
             job.bytes = n;
             progress.changed();
           }),
-          createWriteStream(join(folder, `body.${format}`)).once('error', () => (spoolFailed = true)),
+          (options.openSpool ?? createWriteStream)(join(folder, `body.${format}`)).once('error', () => (spoolFailed = true)),
         );
       } catch (caught) {
+        const code = (caught as NodeJS.ErrnoException).code;
         const error =
-          folder === undefined || spoolFailed || caught instanceof ImportTooLarge || caught instanceof ImportStalled ? caught : new ImportAborted(caught);
+          (folder === undefined || spoolFailed) && typeof code === 'string' && SPOOL_FULL.has(code)
+            ? new ImportSpoolFull(spoolIn, caught as NodeJS.ErrnoException)
+            : folder === undefined || spoolFailed || caught instanceof ImportTooLarge || caught instanceof ImportStalled
+              ? caught
+              : new ImportAborted(caught);
         await progress.finish({
           status: 'failed',
           error: `${error instanceof Error ? error.message : String(error)}; nothing was imported: send the file again`,

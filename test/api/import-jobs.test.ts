@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
@@ -763,6 +763,38 @@ describe('import jobs over HTTP', () => {
       expect(stalled.body).toMatchObject({ status: 408, detail: expect.stringContaining(`sent nothing for ${IDLE_MS} ms; nothing was imported`) });
     } finally {
       await slow.close();
+    }
+  });
+});
+
+describe('an upload whose temporary folder is full', () => {
+  it('answers 507 naming the folder and what to do (free space there, or set TMPDIR), where it answered 500; the job says the same', async () => {
+    // /dev/full answers every write with ENOSPC, as a full disk does.
+    const jobs = jobsWith({ openSpool: () => createWriteStream('/dev/full') });
+    const full = await crm.buildApi({ imports: jobs });
+    try {
+      const response = await full.inject({
+        method: 'POST',
+        url: '/imports?kind=customers',
+        headers: { authorization: `Bearer ${keys.admin}`, 'content-type': 'text/csv' },
+        payload: customers('spool-full', 3),
+      });
+      expect(response.statusCode, response.body).toBe(507);
+      expect(response.headers['content-type']).toContain('application/problem+json');
+      expect(response.json()).toMatchObject({
+        type: 'https://crm.example/problems/insufficient-storage',
+        detail: `The server's temporary folder ${spool} is full (ENOSPC), so the upload could not be written there: its operator must free space in it, or set TMPDIR to a folder with room; nothing was imported: send the file again once it has room.`,
+        details: { folder: spool },
+      });
+      // The job as GET /imports/:id shows it: the same cause, not a bare ENOSPC.
+      const { rows } = await sql<{
+        job: string;
+      }>`SELECT j::text AS job FROM ${sql.id(schemas.read, 'import_jobs')} j WHERE j::text LIKE '%spool%' OR j::text LIKE '%temporary folder%'`.execute(
+        crm.database.db,
+      );
+      expect(rows.map((r) => r.job).join('\n')).toContain(`The server's temporary folder ${spool} is full (ENOSPC)`);
+    } finally {
+      await full.close();
     }
   });
 });
