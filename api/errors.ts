@@ -3,6 +3,7 @@ import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DomainError } from '../domain/errors.ts';
 import {
+  databaseBusy,
   databaseShortage,
   EventStoreUnavailable,
   IdempotencyConflict,
@@ -205,15 +206,21 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
   if (error instanceof OutcomeUnknown && request && isCommand(request))
     return outcomeUnknown('The connection to the database was lost while the command was being recorded');
   if (error instanceof EventStoreUnavailable) {
+    // The cause as it is: a held lock or a full pool of the server is no reason to check the network or DATABASE_URL.
+    const why = databaseBusy(error)
+      ? 'The database is busy (a lock is held or a statement ran too long)'
+      : databaseShortage(error) === 'connections'
+        ? 'PostgreSQL has no free connection slots (max_connections)'
+        : 'The database cannot be reached right now';
     // A command of several steps (a merge, a forget, an unsubscribe and its consent) may have recorded its first: say how to retry.
     if (request && isCommand(request))
       return new ProblemError(
         'unavailable',
-        'The database cannot be reached right now; retry shortly with the same Idempotency-Key: whatever the command recorded before is not recorded twice.',
+        `${why}; retry shortly with the same Idempotency-Key: whatever the command recorded before is not recorded twice.`,
         { retrySafeWithIdempotencyKey: true },
         { 'retry-after': RETRY_AFTER_SECONDS },
       );
-    return new ProblemError('unavailable', 'The database cannot be reached right now; retry shortly.', {}, { 'retry-after': RETRY_AFTER_SECONDS });
+    return new ProblemError('unavailable', `${why}; retry shortly.`, {}, { 'retry-after': RETRY_AFTER_SECONDS });
   }
   // The master key was rotated under this process: it stores no personal data (nor webhook secret) until its
   // operator restarts it (the advice is in the log), and the client only learns to come back later.

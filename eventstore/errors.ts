@@ -156,6 +156,12 @@ export const shortageIn = (error: unknown): { shortage: DatabaseShortage; said: 
  */
 export const databaseShortage = (error: unknown): DatabaseShortage | undefined => shortageIn(error)?.shortage;
 
+/** statement_timeout (57014) and lock_timeout (55P03): the database did not finish in time; nothing was committed. */
+const BUSY_CODES = new Set(['57014', '55P03']);
+
+/** The database was busy, here or in a cause: a lock was held past lock_timeout or a statement ran past statement_timeout. */
+export const databaseBusy = (error: unknown): boolean => inCauses(error, (at) => BUSY_CODES.has(String((at as { code?: unknown }).code))) !== undefined;
+
 /**
  * The connection to the database failed, or the server refused the statement for reasons that say
  * nothing about it (shutting down, deadlock, serialization, out of disk, memory or connection

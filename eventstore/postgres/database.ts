@@ -5,7 +5,7 @@ import { settlesWithin } from '../../shared/deadline.ts';
 import { loggableUrl } from '../../shared/loggable-url.ts';
 import { ioTurns } from '../../shared/io-turns.ts';
 import { createBackoff, pause, type Backoff } from '../backoff.ts';
-import { EventStoreUnavailable, OutcomeUnknown, StaleStatements } from '../errors.ts';
+import { databaseBusy, databaseShortage, EventStoreUnavailable, OutcomeUnknown, StaleStatements } from '../errors.ts';
 import { checkFreeSpaceToOpen, DEFAULT_MIN_FREE_DISK_MB, keepingDiskFree } from './free-space.ts';
 import { withQuery } from './pglite-query.ts';
 import { isStalePlanError, StatementNames, type StatementNamesOptions } from './statement-names.ts';
@@ -40,9 +40,6 @@ const CONNECTION_ERROR_CODES = new Set([
   '57P03',
 ]);
 
-/** statement_timeout and lock_timeout: the database did not answer in time; nothing was committed. */
-const TIMEOUT_CODES = new Set(['57014', '55P03']);
-
 /** A failure of the connection itself (not of the statement): the server is unreachable, gone or stalled. */
 export const isConnectionError = (error: unknown): boolean => {
   const code = (error as { code?: unknown } | null)?.code;
@@ -62,10 +59,21 @@ export const toUnavailable = (error: unknown, url: string, phase: 'connect' | 's
   if (error instanceof EventStoreUnavailable) return error;
   const code = (error as { code?: unknown } | null)?.code;
   const message = error instanceof Error ? error.message : String(error);
-  if (typeof code === 'string' && TIMEOUT_CODES.has(code)) {
-    return new EventStoreUnavailable(`PostgreSQL at ${loggableUrl(url)} did not finish in time (${code}: ${message}).`, { cause: error });
+  if (databaseBusy(error)) {
+    return new EventStoreUnavailable(
+      `PostgreSQL at ${loggableUrl(url)} is busy: a lock is held or a statement ran too long (${String(code)}: ${message}); nothing was committed, retry.`,
+      { cause: error },
+    );
   }
   if (!isConnectionError(error)) return error;
+  // The server answers, and has no connection to give: DATABASE_URL is right, the advice about it was wrong.
+  if (databaseShortage(error) === 'connections') {
+    return new EventStoreUnavailable(
+      `PostgreSQL at ${loggableUrl(url)} has no free connection slots (max_connections) (${String(code)}: ${message}). ` +
+        "Retry shortly; if it lasts, end idle sessions (pg_stat_activity), raise the server's max_connections, or run fewer CRM processes.",
+      { cause: error },
+    );
+  }
   if (phase === 'statement') {
     const lost = `Lost the connection to PostgreSQL at ${loggableUrl(url)} while a statement was running (${typeof code === 'string' ? `${code}: ` : ''}${message})`;
     return new OutcomeUnknown(`${lost}; it may or may not have committed.`, { cause: error, lost: `${lost}.` });

@@ -2,6 +2,7 @@ import { createServer, Socket, type Server } from 'node:net';
 import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { EventStore, RecordedEvent } from '../../eventstore/contract.ts';
+import { toProblem } from '../../api/errors.ts';
 import { EventStoreUnavailable, OutcomeUnknown } from '../../eventstore/errors.ts';
 import { connectPostgres, DEFAULT_POOL_TIMEOUTS, isConnectionError, toUnavailable, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { channelFor } from '../../eventstore/postgres/wakeup.ts';
@@ -151,7 +152,7 @@ describe('failures typed for callers', () => {
     expect(timedOut).toBeInstanceOf(EventStoreUnavailable);
     expect(timedOut).not.toBeInstanceOf(OutcomeUnknown);
     expect((timedOut as Error).message).toBe(
-      'PostgreSQL at postgres://db.example:5432/crm did not finish in time (55P03: canceling statement due to lock timeout).',
+      'PostgreSQL at postgres://db.example:5432/crm is busy: a lock is held or a statement ran too long (55P03: canceling statement due to lock timeout); nothing was committed, retry.',
     );
     // The server's own error stays reachable as the cause, for a timeout as for a lost statement.
     expect((timedOut as Error).cause).toMatchObject({ code: '55P03' });
@@ -173,7 +174,9 @@ describe('a pool on a real server', () => {
     const slow = await caught(sql`SELECT pg_sleep(3)`.execute(bounded.db));
     expect(slow).toBeInstanceOf(EventStoreUnavailable);
     expect(slow).not.toBeInstanceOf(OutcomeUnknown);
-    expect((slow as Error).message).toMatch(/^PostgreSQL at postgres:\/\/127\.0\.0\.1:5432\/test did not finish in time \(57014: /);
+    expect((slow as Error).message).toMatch(/^PostgreSQL at postgres:\/\/127\.0\.0\.1:5432\/\w+ is busy: a lock is held or a statement ran too long \(57014: /);
+    // A client is told the cause, not that the database cannot be reached.
+    expect(toProblem(slow).message).toBe('The database is busy (a lock is held or a statement ran too long); retry shortly.');
 
     const table = sql.id(nextSchema());
     await sql`CREATE TABLE ${table} (id int)`.execute(database.db);
@@ -182,11 +185,30 @@ describe('a pool on a real server', () => {
       const waiting = await caught(sql`SELECT * FROM ${table}`.execute(bounded.db));
       expect(waiting).toBeInstanceOf(EventStoreUnavailable);
       expect((waiting as Error).message).toContain('(55P03: ');
+      expect(toProblem(waiting).message).toBe('The database is busy (a lock is held or a statement ran too long); retry shortly.');
     });
     await locked;
     // The pool still answers.
     expect((await sql<{ one: number }>`SELECT 1 AS one`.execute(bounded.db)).rows).toEqual([{ one: 1 }]);
     await sql`DROP TABLE ${table}`.execute(database.db);
+  });
+
+  it('a server with no free connection slots (53300) is named so, not as unreachable with advice about DATABASE_URL', async () => {
+    // A role allowed no connection: the server refuses it with 53300, as it refuses anyone once max_connections are taken.
+    const role = `crm_no_slots_${process.pid}`;
+    await sql`DROP ROLE IF EXISTS ${sql.id(role)}`.execute(database.db);
+    await sql`CREATE ROLE ${sql.id(role)} LOGIN CONNECTION LIMIT 0`.execute(database.db);
+    try {
+      const url = new URL(TEST_DATABASE_URL);
+      url.username = role;
+      const refused = await caught(sql`SELECT 1`.execute(open(url.toString(), { max: 1 }).db));
+      expect(refused).toBeInstanceOf(EventStoreUnavailable);
+      expect((refused as Error).message).toContain('has no free connection slots (max_connections) (53300: too many connections for role');
+      expect((refused as Error).message).not.toContain('DATABASE_URL');
+      expect(toProblem(refused).message).toBe('PostgreSQL has no free connection slots (max_connections); retry shortly.');
+    } finally {
+      await sql`DROP ROLE ${sql.id(role)}`.execute(database.db);
+    }
   });
 
   it('a connection killed mid-statement: outcome unknown, and the pool replaces the connection', async () => {
