@@ -8,6 +8,7 @@ import {
   StoreNotFound,
 } from '../eventstore/errors.ts';
 import { inCauses } from '../shared/causes.ts';
+import { OPEN_FILE_LIMIT_ADVICE } from './open-files.js';
 import { unavailableAdvice } from './advice.ts';
 import { ReadModelRebuilding, ReadModelsFromNewerVersion, ReadModelsHeld, RebuildShadowLost } from '../projections/errors.ts';
 import { helpText, Interrupted, parseCommandArgs, UsageError, type CliCommand, type CommandRun } from './command.ts';
@@ -150,6 +151,8 @@ const FILE_ERRORS: Record<string, { exit: number; advice: string }> = {
   EEXIST: { exit: 73, advice: 'a file is in the way of a folder the CRM makes: move it, or choose another path (CRM_DATA_DIR)' },
   ENOTDIR: { exit: 73, advice: 'a file is in the way of a folder the CRM makes: move it, or choose another path (CRM_DATA_DIR)' },
   EIO: { exit: 74, advice: 'the device failed to read or write: check the disk, or choose another file' },
+  EMFILE: { exit: 71, advice: OPEN_FILE_LIMIT_ADVICE },
+  ENFILE: { exit: 71, advice: OPEN_FILE_LIMIT_ADVICE },
 };
 
 const fileErrorText = (error: NodeJS.ErrnoException): string =>

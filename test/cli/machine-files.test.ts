@@ -45,6 +45,17 @@ describe('files of this machine the CRM cannot use', () => {
     noStack(result.stderr);
   });
 
+  it('a limit of open files too low to load the modules: said in one line with the limit to set, exit 71, not an uncaught EMFILE stack', async () => {
+    // `ulimit -n 64` (128 fails the same; as a container or an init system may set it): the modules fail to load before main.ts runs.
+    const child = spawn('/bin/sh', ['-c', `ulimit -n 64 && exec "${process.execPath}" "${CRM_BIN}" --help`], { cwd: folder, env: cleanEnv({}) });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code, stderr).toBe(71);
+    expect(stderr).toMatch(/^crm: EMFILE open \S+: too many open files: raise the limit of open files to 1024 or more \(`ulimit -n 1024`/);
+    noStack(stderr);
+  });
+
   it('output to a full disk: said in one line, exit 74', async () => {
     const full = openSync('/dev/full', 'w');
     try {
