@@ -10,7 +10,6 @@ import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import type { CrmConfig } from '../runtime/config.ts';
 import type { TrustedProxies } from '../api/deps.ts';
 import { parseNetworks, type Network } from '../integration/destinations.ts';
-import { DEFAULT_MIN_FREE_DISK_MB } from '../eventstore/postgres/free-space.ts';
 import { DATABASE_TIMEOUT_VARIABLES, databaseTimeouts, millis } from './timeouts.ts';
 import { loggableUrl, userinfoEndsEarly } from '../shared/loggable-url.ts';
 
@@ -46,6 +45,12 @@ const bound = (what: string) => countOrOff(what, 'the bound');
 const rateLimitVariable = (role: string) => `CRM_RATE_LIMIT_${role.toUpperCase()}`;
 /** One 16 MB WAL segment and a little more: under it a commit may find no room for the next segment. */
 const MIN_FREE_DISK_MB_FLOOR = 32;
+/**
+ * Free space the embedded database keeps by default (eventstore/postgres/free-space.ts says why): four
+ * WAL segments, one the flush may need, the rest for what runs while the guard looks again (at most
+ * every 100 ms) and for transactions already open when it trips.
+ */
+const DEFAULT_MIN_FREE_DISK_MB = 64;
 const MIN_FREE_DISK_MESSAGE = `a whole number of megabytes from ${MIN_FREE_DISK_MB_FLOOR} to ${MAX_COUNT}`;
 
 /** 25 s: within the 30 s a container platform (Kubernetes' default grace period) waits before SIGKILL. */

@@ -6,7 +6,7 @@ import { loggableUrl } from '../../shared/loggable-url.ts';
 import { ioTurns } from '../../shared/io-turns.ts';
 import { createBackoff, pause, type Backoff } from '../backoff.ts';
 import { databaseBusy, databaseShortage, EventStoreUnavailable, OutcomeUnknown, StaleStatements } from '../errors.ts';
-import { checkFreeSpaceToOpen, DEFAULT_MIN_FREE_DISK_MB, keepingDiskFree } from './free-space.ts';
+import { checkFreeSpaceToOpen, keepingDiskFree } from './free-space.ts';
 import { withQuery } from './pglite-query.ts';
 import { isStalePlanError, StatementNames, type StatementNamesOptions } from './statement-names.ts';
 
@@ -568,12 +568,14 @@ const takingTurns = (pglite: PGlite): PGlite => {
 };
 
 /**
- * The embedded PostgreSQL: in memory when `dataDir` is undefined, else persisted in that folder, whose
- * disk keeps `minFreeDiskMb` free (free-space.ts): opening is refused below it, writes while below it.
+ * The embedded PostgreSQL: in memory when `dataDir` is undefined, else persisted in that folder. With
+ * `minFreeDiskMb` (the runtime gives CRM_MIN_FREE_DISK_MB) its disk keeps that much free
+ * (free-space.ts): opening is refused below it, writes while below it.
  */
 export async function openPglite(dataDir?: string, options: { minFreeDiskMb?: number } = {}): Promise<SqlDatabase> {
-  const minFreeDiskMb = options.minFreeDiskMb ?? DEFAULT_MIN_FREE_DISK_MB;
-  if (dataDir) checkFreeSpaceToOpen(dataDir, minFreeDiskMb);
+  const { minFreeDiskMb } = options;
+  const guarded = dataDir !== undefined && minFreeDiskMb !== undefined;
+  if (guarded) checkFreeSpaceToOpen(dataDir, minFreeDiskMb);
   // Loaded here, not at the top: the embedded engine costs about 55 MB of memory to load, which a
   // process on a PostgreSQL server (API, projection worker, bulk import) never needs.
   const [{ PGlite: Engine }, { PGliteDialect }] = await Promise.all([import('@electric-sql/pglite'), import('kysely-pglite-dialect')]);
@@ -587,7 +589,7 @@ export async function openPglite(dataDir?: string, options: { minFreeDiskMb?: nu
       { cause: error },
     );
   }
-  const db = new Kysely<any>({ dialect: new PGliteDialect(takingTurns(dataDir ? keepingDiskFree(pglite, dataDir, minFreeDiskMb) : pglite)) });
+  const db = new Kysely<any>({ dialect: new PGliteDialect(takingTurns(guarded ? keepingDiskFree(pglite, dataDir, minFreeDiskMb) : pglite)) });
   let closed = false;
   return {
     kind: 'pglite',

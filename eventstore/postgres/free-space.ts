@@ -4,15 +4,12 @@ import { dirname } from 'node:path';
 import { DiskFull } from '../errors.ts';
 import { withQuery } from './pglite-query.ts';
 
-/**
- * Free space the embedded database keeps on its disk (CRM_MIN_FREE_DISK_MB). PGlite commits by
- * flushing its WAL; when the flush needs a new 16 MB segment and the disk cannot hold it, PGlite 0.4.6
- * does not fail: it spins in `XLogFlush` for ever on the process's one thread, so /health, SIGTERM
- * and everything else go with it (only SIGKILL ends it). 64 MB is four segments: one the flush may
- * need, the rest for what runs while the guard looks again (at most every 100 ms) and for
- * transactions already open when it trips.
+/*
+ * Why the embedded database keeps free space on its disk (CRM_MIN_FREE_DISK_MB, its default in
+ * cli/config.ts): PGlite commits by flushing its WAL; when the flush needs a new 16 MB segment and the
+ * disk cannot hold it, PGlite 0.4.6 does not fail: it spins in `XLogFlush` for ever on the process's
+ * one thread, so /health, SIGTERM and everything else go with it (only SIGKILL ends it).
  */
-export const DEFAULT_MIN_FREE_DISK_MB = 64;
 
 /** How often the free space is read again while statements run: a statfs costs about 10 us. */
 const CHECK_EVERY_MS = 100;
