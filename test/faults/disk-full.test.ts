@@ -1,13 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CrmApp } from '../../api/app.ts';
-import { ensureAdminKey } from '../../api/auth/api-keys.ts';
-import { loadConfig } from '../../cli/config.ts';
-import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
+import type { CrmRuntime } from '../../runtime/crm.ts';
 import { poll } from '../cli/support.ts';
 import { testSchemas } from '../support/postgres.ts';
+import { openTestCrm } from '../support/runtime.ts';
 
 /**
  * The database's disk fills up: PostgreSQL refuses writes with SQLSTATE 53100 ("could not extend
@@ -17,23 +15,12 @@ import { testSchemas } from '../support/postgres.ts';
  */
 const schemas = testSchemas('disk_full');
 const ADMIN_KEY = 'disk-full-test-admin-key-0123456789';
-const env = {
-  DATABASE_URL: schemas.url,
-  CRM_EVENTS_SCHEMA: schemas.events,
-  CRM_READ_SCHEMA: schemas.read,
-  CRM_REPORTING_SCHEMA: schemas.reporting,
-  CRM_ADMIN_KEY: ADMIN_KEY,
-  LOG_LEVEL: 'silent',
-};
 const sql = new pg.Pool({ connectionString: schemas.url, max: 2 });
 let runtime: CrmRuntime;
 let app: CrmApp;
 
 beforeAll(async () => {
-  runtime = await openCrm(loadConfig(env, tmpdir()));
-  await runtime.startProjections();
-  app = await runtime.buildApi({ logger: false });
-  await ensureAdminKey(app.keys, { adminKey: ADMIN_KEY });
+  ({ runtime, app } = await openTestCrm(schemas, ADMIN_KEY));
   await sql.query(`CREATE FUNCTION "${schemas.read}".disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN RAISE EXCEPTION USING ERRCODE = 'disk_full', MESSAGE = 'could not extend file "base/5/16510": No space left on device'; END $$`);
 });

@@ -3,11 +3,10 @@ import { tmpdir } from 'node:os';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CrmApp } from '../../api/app.ts';
-import { ensureAdminKey } from '../../api/auth/api-keys.ts';
-import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
-import { loadConfig } from '../../cli/config.ts';
+import type { CrmRuntime } from '../../runtime/crm.ts';
 import { poll, runCrm } from '../cli/support.ts';
 import { testSchemas } from '../support/postgres.ts';
+import { openTestCrm } from '../support/runtime.ts';
 
 /**
  * A poison event stops only the projections that fail on it, visibly (/ready, /metrics, the
@@ -29,10 +28,7 @@ let runtime: CrmRuntime;
 let app: CrmApp;
 
 beforeAll(async () => {
-  runtime = await openCrm(loadConfig(env, tmpdir()));
-  await runtime.startProjections();
-  app = await runtime.buildApi({ logger: false });
-  await ensureAdminKey(app.keys, { adminKey: ADMIN_KEY });
+  ({ runtime, app } = await openTestCrm(schemas, ADMIN_KEY));
 });
 
 afterAll(async () => {
