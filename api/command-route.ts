@@ -41,7 +41,13 @@ export const personFieldsTakeMe = (shape: Record<string, z.core.$ZodType>): Reco
   const taking = { ...shape };
   for (const field of PERSON_FIELDS) {
     const schema = shape[field];
-    if (schema) taking[field] = z.union([z.literal('me'), schema as z.ZodType]).describe('A user id, or `me` for the user the API key belongs to');
+    if (schema)
+      taking[field] = z
+        .union([z.literal('me'), schema as z.ZodType], {
+          // Not `me`: the refusal is the field's own (a control character, not a UUID), not "Invalid input".
+          error: (issue) => (issue.code === 'invalid_union' ? issue.errors.at(-1)?.[0]?.message : undefined),
+        })
+        .describe('A user id, or `me` for the user the API key belongs to');
   }
   return taking;
 };
