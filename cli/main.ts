@@ -190,16 +190,16 @@ const report = (error: unknown): number => {
     return error instanceof Interrupted ? 130 : 66; // EX_NOINPUT
   }
   // Before the unavailable database: freeing space is what makes it available again.
-  if (error instanceof DiskFull) {
-    err(`crm ${running?.command.name ?? ''}: ${error.message}`);
-    return 74; // EX_IOERR, as a full disk met anywhere else
-  }
   // Before an outage's advice: a wait does not free space. SQLSTATE 53100, or the embedded engine's
-  // "could not write to file ...: No space left on device", printed as an unexpected error with a stack before.
+  // "could not write to file ...: No space left on device", printed as an unexpected error with a stack before;
+  // the embedded database's reserve reached (DiskFull) says itself how much is free and needed.
   const shortage = shortageIn(error);
   if (shortage?.shortage === 'disk') {
     const where = embeddedDataDir ? ` on the disk of the data folder ${embeddedDataDir} (CRM_DATA_DIR)` : " on the database server's disk";
-    err(`crm ${running?.command.name ?? ''}: the disk is full (${shortage.said.message}): free some space${where} and run it again.`);
+    const said = shortage.said;
+    err(
+      `crm ${running?.command.name ?? ''}: ${said instanceof DiskFull ? said.message : `the disk is full (${said.message}): free some space${where} and run it again.`}`,
+    );
     return 74; // EX_IOERR
   }
   if (error instanceof EventStoreUnavailable) {
