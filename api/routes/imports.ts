@@ -237,10 +237,10 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
         if (name === 'ImportAborted') throw new ProblemError('malformed', `${(error as Error).message}; nothing was imported: send the file again.`, {}, CLOSE);
         // This server's temporary folder is full: not the client's fault, and no use sending again until its operator acts.
         if (name === 'ImportSpoolFull') {
-          const folder = (error as { folder?: unknown }).folder;
-          throw new ProblemError('insufficient_storage', `${(error as Error).message}; nothing was imported: send the file again once it has room.`, {
-            details: { folder },
-          });
+          const problem = new ProblemError('insufficient_storage', `${(error as Error).message}; nothing was imported: send the file again once it has room.`);
+          // The error handler's log line names its cause: there the operator reads which folder is full.
+          problem.cause = new Error(`uploads are written to ${String((error as { folder?: unknown }).folder)}, which has no room`);
+          throw problem;
         }
         if (name === 'ImportBusy') throw new ProblemError('invalid_state', (error as Error).message);
         throw error;

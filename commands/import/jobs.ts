@@ -84,9 +84,10 @@ export class ImportSpoolFull extends Error {
     readonly folder: string,
     cause: NodeJS.ErrnoException,
   ) {
+    // The folder is named in the server's log, not to the client (a path of the server's is not the caller's business).
     super(
-      `The server's temporary folder ${folder} is full (${cause.code}), so the upload could not be written there: ` +
-        'its operator must free space in it, or set TMPDIR to a folder with room',
+      `The server's temporary folder for uploads is full (${cause.code}), so the upload could not be written there: ` +
+        "its operator must free space in it, or set TMPDIR to a folder with room (the server's log names the folder)",
       { cause },
     );
     this.name = 'ImportSpoolFull';

@@ -768,10 +768,11 @@ describe('import jobs over HTTP', () => {
 });
 
 describe('an upload whose temporary folder is full', () => {
-  it('answers 507 naming the folder and what to do (free space there, or set TMPDIR), where it answered 500; the job says the same', async () => {
+  it("answers 507 saying what to do (free space there, or set TMPDIR), where it answered 500; the job says the same; the folder is named in the server's log only", async () => {
     // /dev/full answers every write with ENOSPC, as a full disk does.
     const jobs = jobsWith({ openSpool: () => createWriteStream('/dev/full') });
-    const full = await crm.buildApi({ imports: jobs });
+    const logged: string[] = [];
+    const full = await crm.buildApi({ imports: jobs, logger: { level: 'warn', stream: { write: (line: string) => void logged.push(line) } } });
     try {
       const response = await full.inject({
         method: 'POST',
@@ -783,16 +784,20 @@ describe('an upload whose temporary folder is full', () => {
       expect(response.headers['content-type']).toContain('application/problem+json');
       expect(response.json()).toMatchObject({
         type: 'https://crm.example/problems/insufficient-storage',
-        detail: `The server's temporary folder ${spool} is full (ENOSPC), so the upload could not be written there: its operator must free space in it, or set TMPDIR to a folder with room; nothing was imported: send the file again once it has room.`,
-        details: { folder: spool },
+        detail: `The server's temporary folder for uploads is full (ENOSPC), so the upload could not be written there: its operator must free space in it, or set TMPDIR to a folder with room (the server's log names the folder); nothing was imported: send the file again once it has room.`,
       });
-      // The job as GET /imports/:id shows it: the same cause, not a bare ENOSPC.
+      // A path of the server's is no client's business (it named the folder in `details.folder` until 2026-12-07).
+      expect(response.body).not.toContain(spool);
+      expect(logged.filter((line) => line.includes(`uploads are written to ${spool}, which has no room`))).toHaveLength(1);
+      // The job as GET /imports/:id shows it: the same cause, not a bare ENOSPC, and no path either.
       const { rows } = await sql<{
         job: string;
       }>`SELECT j::text AS job FROM ${sql.id(schemas.read, 'import_jobs')} j WHERE j::text LIKE '%spool%' OR j::text LIKE '%temporary folder%'`.execute(
         crm.database.db,
       );
-      expect(rows.map((r) => r.job).join('\n')).toContain(`The server's temporary folder ${spool} is full (ENOSPC)`);
+      const recorded = rows.map((r) => r.job).join('\n');
+      expect(recorded).toContain("The server's temporary folder for uploads is full (ENOSPC)");
+      expect(recorded).not.toContain(spool);
     } finally {
       await full.close();
     }
