@@ -252,6 +252,7 @@ const booleanOf = (row: Row, ...names: string[]): unknown => {
  */
 export const NUMBER_COLUMNS: ReadonlySet<string> = new Set(['amount', 'budget', 'probability', 'probability_override', 'revenue', 'csat', 'nps']);
 const PROBABILITY_COLUMNS: ReadonlySet<string> = new Set(['probability', 'probability_override']);
+const MONEY_COLUMNS: ReadonlySet<string> = new Set(['amount', 'budget', 'revenue']);
 
 /**
  * A number column: plain decimals (`12`, `-3`, `12.50`), or an NDJSON number as it is. Anything else
@@ -262,7 +263,14 @@ const numberOf = (row: Row, column: string): unknown => {
   const value = cell(row, column);
   if (typeof value !== 'string') return value;
   const n = Number(value);
-  if (Number.isFinite(n) && /^-?\d+(\.\d+)?$/.test(value)) return n;
+  if (Number.isFinite(n) && /^-?\d+(\.\d+)?$/.test(value)) {
+    // Counted in the text: as a number, 899999999999.99995 is already 900000000000, and the command's
+    // check sees 0 decimals. Trailing zeros do not count (a database's export writes 12.500000).
+    if (MONEY_COLUMNS.has(column) && (/\.(\d*?)0*$/.exec(value)?.[1]?.length ?? 0) > 4) {
+      throw new RowRejected(`${column}: ${shownValue(value, 40)} has more than 4 decimal places; write at most 4`);
+    }
+    return n;
+  }
   // A spreadsheet's percentage cell (`25%`): a probability is a fraction, which the advice below does not say.
   const percent = PROBABILITY_COLUMNS.has(column) ? /^(\d+(?:[.,]\d+)?)\s*%$/.exec(value) : null;
   if (percent) {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
-import { Amount, IsoCurrency } from '../money.ts';
+import { CommandAmount, IsoCurrency } from '../money.ts';
 import { Id, IsoDateTime, MultiLineText, SingleLineText, DisplayText, NewTag, withBusinessTime } from '../shared.ts';
 import { CampaignChannel, ResponseKind, SegmentCriteria } from './events.ts';
 
@@ -23,7 +23,7 @@ export const CreateCampaignPayload = z
     campaignId: Id.optional(),
     name: DisplayText,
     channel: CampaignChannel,
-    budget: Amount,
+    budget: CommandAmount,
     currency: IsoCurrency,
     schedule: z.object({ startsAt: IsoDateTime, endsAt: IsoDateTime.nullable().optional() }).strict().nullable().optional(),
     targetSegment: TargetSegment.optional(),
@@ -42,7 +42,7 @@ export const RecordCampaignCostPayload = z
     campaignId: Id,
     /** Makes the cost idempotent (an invoice number); derived from the idempotency key (or generated) when absent. */
     costId: SingleLineText.min(1).max(100).optional(),
-    amount: Amount,
+    amount: CommandAmount,
     currency: IsoCurrency,
     description: MultiLineText.max(2000).nullable().optional(),
     /** Accept a cost that takes the campaign's costs beyond its budget (otherwise refused with 422). */
@@ -56,7 +56,7 @@ export const RecordCampaignResponsePayload = z
     customerId: Id,
     kind: ResponseKind,
     /** Only for `converted` (required there); `currency` defaults to the campaign's. */
-    revenue: Amount.nullable().optional(),
+    revenue: CommandAmount.nullable().optional(),
     currency: IsoCurrency.nullable().optional(),
   })
   .strict();

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Amount, Currency, IsoCurrency } from '../money.ts';
+import { CommandAmount, Currency, IsoCurrency } from '../money.ts';
 import type { UserSnapshot } from '../user/decider.ts';
 import { EmailAddress, Id, IsoDateTime, MultiLineText, SingleLineText, DisplayText, NewTag, Tag, withBusinessTime } from '../shared.ts';
 
@@ -65,7 +65,7 @@ export const RecordPurchasePayload = z
   .object({
     customerId: Id,
     orderId: OrderId,
-    amount: Amount,
+    amount: CommandAmount,
     currency: IsoCurrency,
     /** Business time of the purchase; defaults to the command's time. */
     occurredAt: IsoDateTime.optional(),
@@ -78,7 +78,7 @@ export const RefundPurchasePayload = z
     orderId: OrderId,
     /** Idempotency of the refund itself; derived from the idempotency key (or generated) when absent. */
     refundId: SingleLineText.min(1).max(100).optional(),
-    amount: Amount,
+    amount: CommandAmount,
     // Any three capitals: the decider takes only the order's own currency, which an order recorded
     // before commands checked codes against ISO 4217 may hold (and it must stay refundable).
     currency: Currency,

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
-import { Amount, hasAtMostFourDecimals, IsoCurrency, toFourDecimals } from '../money.ts';
+import { CommandAmount, hasAtMostFourDecimals, IsoCurrency, toFourDecimals } from '../money.ts';
 import { BusinessTime, Id, IsoDate, MultiLineText, CommandPersonRef, DisplayText, withBusinessTime } from '../shared.ts';
 import { OpenDealStage } from './events.ts';
 
@@ -13,7 +13,7 @@ export const OpenDealPayload = z
     dealId: Id.optional(),
     customerId: Id,
     title: DisplayText,
-    amount: Amount,
+    amount: CommandAmount,
     currency: IsoCurrency,
     ownerId: CommandPersonRef,
     expectedCloseDate: IsoDate,
@@ -33,7 +33,7 @@ export const ChangeDealPayload = z
   .object({
     dealId: Id,
     title: DisplayText.optional(),
-    amount: Amount.optional(),
+    amount: CommandAmount.optional(),
     currency: IsoCurrency.optional(),
     ownerId: CommandPersonRef.optional(),
     expectedCloseDate: IsoDate.optional(),
@@ -49,7 +49,7 @@ const OutcomeReason = MultiLineText.trim().min(1).max(2000);
  * `amount` is the final amount when it differs from the deal's current amount; `reason`, why it was
  * won, is recorded with the event (its metadata's reason, the deal's `wonReason`), as an import's is.
  */
-export const WinDealPayload = z.object({ dealId: Id, amount: Amount.optional(), reason: OutcomeReason.optional() }).strict();
+export const WinDealPayload = z.object({ dealId: Id, amount: CommandAmount.optional(), reason: OutcomeReason.optional() }).strict();
 export const LoseDealPayload = z.object({ dealId: Id, reason: OutcomeReason }).strict();
 /** `stage` defaults to the stage the deal was in when it was won or lost. */
 export const ReopenDealPayload = z.object({ dealId: Id, stage: OpenDealStage.optional() }).strict();

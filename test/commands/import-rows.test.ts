@@ -687,6 +687,14 @@ describe('purchase and refund rows', () => {
       expect(rejection('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: text })).toBe(
         `amount: ${JSON.stringify(text)} is not a number; write it as 1234.50 (1234,50 in a file separated by semicolons or tabs), without thousands separators, a currency sign or spaces`,
       );
+    // A fifth decimal is counted in the text: read as a number, 899999999999.99995 is 900000000000
+    // (imported so until 2026-12-07). Trailing zeros do not count.
+    for (const text of ['899999999999.99995', '500000000000.00001', '12.34567', '0.000010'])
+      expect(rejection('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: text })).toBe(
+        `amount: ${JSON.stringify(text)} has more than 4 decimal places; write at most 4`,
+      );
+    expect(amountOf('12.500000')).toBe(12.5);
+    expect(amountOf('1.00010')).toBe(1.0001);
     // Digits past what a number holds; the text quoted is cut.
     expect(rejection('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: '9'.repeat(400) })).toMatch(/^amount: "9{40}\.\.\." is not a number/);
     // An NDJSON value that is no number is the schema's to refuse, naming the field.

@@ -243,10 +243,11 @@ describe('customer: purchases', () => {
       });
     for (const currency of ['JPY', 'KWD', 'XAU', 'DEM', 'VEF'])
       expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 1, currency }).success).toBe(true);
-    // A fifth decimal is refused however large the amount; four are kept as sent.
+    // A fifth decimal is refused however large the amount; four are kept as sent (three from 2^39 up).
     expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 123456789012.34567 }).success).toBe(false);
     expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 12345678901.23456 }).success).toBe(false);
-    for (const amount of [123456789012.3457, 1234567.89, 899999999999.9999, 0.1 + 0.2])
+    expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 899999999999.9999 }).success).toBe(false);
+    for (const amount of [123456789012.3457, 1234567.89, 549755813887.9999, 899999999999.999, 0.1 + 0.2])
       expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount }).data?.amount).toBe(Number(amount.toFixed(4)));
     expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 1, occurredAt: 'yesterday' }).success).toBe(false);
   });
