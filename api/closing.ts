@@ -1,4 +1,5 @@
 import type { IncomingMessage, Server } from 'node:http';
+import { Server as TcpServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { settlesWithin } from '../shared/deadline.ts';
 import { shuttingDown } from './errors.ts';
@@ -58,6 +59,10 @@ export function registerClosing(app: FastifyInstance): CloseWithin {
     // Set before Fastify's close begins (it runs its hooks a tick later): nothing new is started from here.
     closing = true;
     const started = Date.now();
+    // No new connection from here (net's close; http's would also end the idle ones at once, above).
+    // Taken during the linger, one was cut by the close after it: a reset where a refused connection
+    // tells a client its request was never sent (a soak's client reconnecting after its 503 met 8 to 15).
+    if (app.server.listening) TcpServer.prototype.close.call(app.server);
     await lingerWhileConnected(app.server, Math.min(IDLE_LINGER_MS, drainMs));
     const closed = app.close();
     if (await settlesWithin(closed, Math.max(0, drainMs - (Date.now() - started)))) {

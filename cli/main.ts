@@ -98,6 +98,9 @@ async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A terminal or ssh session closing sends SIGHUP, whose default ended the process at once: requests
+  // in flight cut, outcome unknown, and the embedded store's crm.pid left behind.
+  process.on('SIGHUP', onSignal);
 
   // The process lives as long as the command runs. Background loops (projection feed, lease renewal,
   // reconnects) keep their timers unref'd, so while the database is away nothing else would hold it:

@@ -312,7 +312,13 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
   // first out), so a service or an import over millions of customers keeps a flat memory: an evicted
   // key is read again when next needed.
   const cache = new LruMap<string, Buffer | null>(options.cachedKeys ?? 50_000);
-  const remember = (customerId: string, key: Buffer | null): void => cache.set(customerId, key);
+  // Copied into memory of its own: a small Buffer is a slice of Node's shared 8 KB pool, and a cached
+  // slice kept its whole block alive (a soak of `crm serve` grew by 6.9 KB a customer).
+  const remember = (customerId: string, key: Buffer | null): Buffer | null => {
+    const own = key && Buffer.alloc(key.length, key);
+    cache.set(customerId, own);
+    return own;
+  };
 
   /**
    * The key rows of many customers, one index probe each (`k`): with `customer_id = ANY (...)` the
@@ -328,9 +334,7 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
       SELECT data_key FROM ${table} WHERE customer_id = ${customerId}`.execute(db);
     const row = rows[0];
     if (!row) return undefined;
-    const key = row.data_key ? unwrapKey(masterKey, customerId, Buffer.from(row.data_key)) : null;
-    remember(customerId, key);
-    return key;
+    return remember(customerId, row.data_key ? unwrapKey(masterKey, customerId, Buffer.from(row.data_key)) : null);
   };
 
   const keyForWriting = async (customerId: string, creates: boolean): Promise<Buffer> => {

@@ -104,7 +104,7 @@ PostgreSQL (PGlite) in CRM_DATA_DIR (default ./.crm-data), kept across restarts,
 on the first start. The projections run in the same process unless CRM_PROJECTIONS=off (then run
 \`crm project\` beside it). The first admin key comes from CRM_ADMIN_KEY or is generated on the first
 start and printed once. A database server that cannot be reached at start is waited for (up to
-10 minutes, a line a minute), so the server comes up once PostgreSQL does. Ctrl-C (or SIGTERM) stops it cleanly: requests in flight get
+10 minutes, a line a minute), so the server comes up once PostgreSQL does. Ctrl-C (or SIGTERM, or SIGHUP) stops it cleanly: requests in flight get
 CRM_SHUTDOWN_DRAIN_MS (5 s) to finish while new ones get 503, and a stop that takes longer than
 CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code 124.`,
   database: { kind: 'rerunnable', note: 'it resumes where it stopped (an interrupted demo load too)' },

@@ -121,6 +121,17 @@ describe('crm serve stopping on SIGTERM', () => {
     const started = Date.now();
     server.stop('SIGTERM').catch(() => undefined);
     await server.waitFor(/Closing: new requests get 503/, 30_000, 'stderr');
+    // A new connection is refused from here (a client knows its request was not sent); until
+    // 2026-12-07 one was taken while the open ones lingered, and cut by the close after.
+    const refused = await new Promise<string>((resolve) => {
+      const late = net.connect(Number(port), hostname === 'localhost' ? '127.0.0.1' : hostname);
+      late.once('connect', () => {
+        late.destroy();
+        resolve('connected');
+      });
+      late.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+    });
+    expect(refused).toBe('ECONNREFUSED');
     // The rest of the command, and a second request behind it on the same connection, in one write: sent
     // apart, the second could arrive after the first's answer, when the connection is already closed.
     socket.write(body + `GET /customers?limit=1 HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer ${ADMIN_KEY}\r\n\r\n`);
@@ -143,6 +154,14 @@ describe('crm serve stopping on SIGTERM', () => {
     // Promptly: nothing was left in flight, so the 30 s drain did not run out.
     expect(Date.now() - started, server.stderr).toBeLessThan(30_000);
     expect(server.stderr).not.toMatch(/still pending|were cut/);
+  }, 180_000);
+
+  it('stops the same way on SIGHUP (a terminal or ssh session closing), which ended it at once', async () => {
+    const { server } = await startServe(schemaEnv(freshSchemas('shutdown_hangup'), { CRM_SHUTDOWN_TIMEOUT_MS: '60000' }));
+    server.stop('SIGHUP').catch(() => undefined);
+    await server.waitFor(/SIGHUP: stopping at the next safe point/, 30_000, 'stderr');
+    await server.waitFor(/Closing: new requests get 503/, 30_000, 'stderr');
+    expect(await exitWithin(server, 60_000), server.stderr).toBe(0);
   }, 180_000);
 });
 
