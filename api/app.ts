@@ -42,6 +42,7 @@ import { opsRoutes } from './routes/ops.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import { consoleRoutes } from './console.ts';
 import { createUnmatched } from './unmatched.ts';
+import { createWriteRefusals } from './write-refusals.ts';
 import type { RouteContext } from './route-context.ts';
 
 export interface RegisteredRoute {
@@ -68,7 +69,9 @@ const trustedProxies = (trusted: TrustedProxies): string[] | ((address: string, 
  */
 
 export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
+  const writes = createWriteRefusals();
   const metrics = createApiMetrics({
+    writes,
     projections: deps.projections,
     publishers: deps.integration,
     ...(deps.store.heldBack ? { heldBack: deps.store.heldBack.bind(deps.store) } : {}),
@@ -111,7 +114,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   await keys.migrate();
   const idempotency = createIdempotencyGuard(deps.database.db, { schema: deps.schemas.events, fingerprintKey: deps.fingerprintKey });
   const cursors = createCursorSeal(await loadServerSecret(deps.database.db, deps.schemas.events, 'list-cursors'));
-  const context: RouteContext = { deps, metrics, keys, idempotency, cursors, waitForTimeoutMs };
+  const context: RouteContext = { deps, metrics, keys, idempotency, cursors, waitForTimeoutMs, writes };
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
@@ -205,6 +208,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     benchNoopRoute: deps.benchNoopRoute ?? false,
     publishers: deps.integration,
     demoLoad: deps.demoLoad,
+    writes,
   });
   await app.register(adminRoutes, { keys, idempotency, userRole: (userId) => activeUserRole(context, userId) });
   await app.register(meRoutes);

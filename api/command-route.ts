@@ -118,18 +118,13 @@ export const commandRoute = (app: FastifyInstance, context: RouteContext, spec: 
       // A user registering a customer without naming an owner becomes its owner, so it stays in their scope.
       if (spec.type === 'RegisterCustomer' && input.ownerId === undefined && request.apiKey?.userId) input.ownerId = request.apiKey.userId;
       const occurredAt = typeof input.occurredAt === 'string' ? input.occurredAt : undefined;
-      return executeCommand(
-        request,
-        reply,
-        { commands: context.deps.commands, metrics: context.metrics, idempotency: context.idempotency },
-        {
-          command: { type: spec.type, ...input },
-          status,
-          ifMatch,
-          occurredAt,
-          location: (id) => `/${collection}/${id}`,
-        },
-      );
+      return executeCommand(request, reply, context, {
+        command: { type: spec.type, ...input },
+        status,
+        ifMatch,
+        occurredAt,
+        location: (id) => `/${collection}/${id}`,
+      });
     },
   });
 };

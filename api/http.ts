@@ -5,9 +5,8 @@ import { TIME_AXES } from '../audit/as-of.ts';
 import { Id, IsoDate, IsoDateTime } from '../domain/shared.ts';
 import { GlobalPositionText } from '../eventstore/position.ts';
 import type { Actor } from '../domain/metadata.ts';
-import type { ApiCommand, CommandContext, CommandPort, CommandResult, ReadModelProgress } from './deps.ts';
-import { commandKeyOf, type IdempotencyGuard } from './idempotency.ts';
-import type { ApiMetrics } from './metrics.ts';
+import type { ApiCommand, CommandContext, CommandResult, ReadModelProgress } from './deps.ts';
+import type { RouteContext } from './route-context.ts';
 import { assertSentOnce } from './client-errors.ts';
 import { ProblemError, REPEATED_PARAMETER, validationProblem } from './problems.ts';
 
@@ -160,30 +159,38 @@ export const toAccepted = (result: CommandResult): CommandAccepted => ({
   position: result.position.toString(),
 });
 
-/** Runs a command and answers `{ id, revision, position }` with the revision as ETag. */
+/**
+ * Runs a command and answers `{ id, revision, position }` with the revision as ETag. What it meets is
+ * told to `writes` (a full disk refusing it, or its events recorded), which /ready and /metrics show.
+ */
 export const executeCommand = async (
   request: FastifyRequest,
   reply: FastifyReply,
-  deps: { commands: CommandPort; metrics: ApiMetrics; idempotency?: IdempotencyGuard | undefined },
+  context: Pick<RouteContext, 'metrics' | 'idempotency' | 'writes'> & { deps: Pick<RouteContext['deps'], 'commands'> },
   call: CommandCall,
 ): Promise<CommandAccepted> => {
   const ctx = commandContext(request, call);
-  if (ctx.idempotencyKey !== undefined) {
-    // commandContext refused a request without a key.
-    const apiKeyId = request.apiKey!.id;
-    const params = request.params as { id?: string } | undefined;
-    ctx.idempotencyKey = deps.idempotency
-      ? await deps.idempotency.claim(apiKeyId, ctx.idempotencyKey, {
-          method: request.method,
-          route: request.routeOptions.url ?? request.url,
-          resourceId: params?.id ?? null,
-          body: request.body,
-        })
-      : commandKeyOf(apiKeyId, ctx.idempotencyKey);
+  let result: CommandResult;
+  try {
+    if (ctx.idempotencyKey !== undefined) {
+      // commandContext refused a request without a key.
+      const params = request.params as { id?: string } | undefined;
+      ctx.idempotencyKey = await context.idempotency.claim(request.apiKey!.id, ctx.idempotencyKey, {
+        method: request.method,
+        route: request.routeOptions.url ?? request.url,
+        resourceId: params?.id ?? null,
+        body: request.body,
+      });
+    }
+    // Races of clients without If-Match are resolved in the command layer (commands/stream-queue.ts).
+    result = await context.deps.commands.execute(call.command, ctx);
+  } catch (error) {
+    context.writes.failed(error);
+    throw error;
   }
-  // Races of clients without If-Match are resolved in the command layer (commands/stream-queue.ts).
-  const result = await deps.commands.execute(call.command, ctx);
-  deps.metrics.countAppends(call.command.type, result.eventIds.length);
+  // A command that changed nothing (a tag already held) wrote nothing: it says nothing of the disk.
+  if (result.eventIds.length > 0) context.writes.recorded();
+  context.metrics.countAppends(call.command.type, result.eventIds.length);
   reply.code(call.status).header('etag', etagOf(result.revision));
   if (call.status === 201 && call.location) reply.header('location', call.location(result.id));
   return toAccepted(result);

@@ -4,6 +4,7 @@ import { registerPublisherMetrics } from '../integration/metrics.ts';
 import { PROBE_DEADLINE_MS, withDeadline } from './deadline.ts';
 import type { ReadModelProgress } from './deps.ts';
 import { heldBackSeconds, type HeldBack } from '../eventstore/contract.ts';
+import { WRITE_REFUSAL_REASONS, type WriteRefusals } from './write-refusals.ts';
 
 /**
  * Prometheus metrics of one app instance. Each app has its own registry (tests build several apps
@@ -57,6 +58,8 @@ export function createApiMetrics(options: {
   publishers?: Pick<IntegrationServices, 'status'> | undefined;
   /** Committed events no feed can read yet (eventstore/contract.ts `heldBack`), where the store tells. */
   heldBack?: (() => Promise<HeldBack>) | undefined;
+  /** Whether this process's commands are refused for a full disk (api/write-refusals.ts). */
+  writes?: Pick<WriteRefusals, 'status'> | undefined;
 }): ApiMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -159,6 +162,20 @@ export function createApiMetrics(options: {
       async collect() {
         this.reset();
         for (const p of (await status()) ?? []) this.set({ projection: p.name }, p.state === 'superseded' ? 1 : 0);
+      },
+    });
+  }
+  if (options.writes) {
+    const { writes } = options;
+    new Gauge({
+      name: 'crm_writes_refused',
+      // Read from memory: no source to fail, so a 0 is always a reading, never a missed scrape.
+      help: "Whether this process's commands are refused (1) for the reason, while its queries answer: disk-full, the database's disk is full or the embedded database's free-space reserve is reached; 0 once a command records again",
+      labelNames: ['reason'] as const,
+      registers: [registry],
+      collect() {
+        const status = writes.status();
+        for (const reason of WRITE_REFUSAL_REASONS) this.set({ reason }, status.reason === reason ? 1 : 0);
       },
     });
   }

@@ -62,23 +62,18 @@ const logRoute = (app: FastifyInstance, context: RouteContext, url: string, pare
         throw validationProblem([{ field: 'id', message: 'differs from activityId; send one of them' }]);
       }
       const chosen = id ?? activityId;
-      return executeCommand(
-        request,
-        reply,
-        { commands: context.deps.commands, metrics: context.metrics, idempotency: context.idempotency },
-        {
-          command: {
-            type: 'LogActivity',
-            ...fields,
-            ...(chosen !== undefined ? { activityId: chosen } : {}),
-            [parentField]: (request.params as { id: string }).id,
-          },
-          status: 201,
-          ifMatch: 'forbidden',
-          occurredAt: typeof fields.occurredAt === 'string' ? fields.occurredAt : undefined,
-          location: (created) => `/activities/${created}`,
+      return executeCommand(request, reply, context, {
+        command: {
+          type: 'LogActivity',
+          ...fields,
+          ...(chosen !== undefined ? { activityId: chosen } : {}),
+          [parentField]: (request.params as { id: string }).id,
         },
-      );
+        status: 201,
+        ifMatch: 'forbidden',
+        occurredAt: typeof fields.occurredAt === 'string' ? fields.occurredAt : undefined,
+        location: (created) => `/activities/${created}`,
+      });
     },
   });
 };

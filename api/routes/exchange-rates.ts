@@ -52,18 +52,13 @@ export const exchangeRateRoutes: FastifyPluginAsync<RouteContext> = async (app, 
     },
     async (request, reply) => {
       const { reason, ...body } = request.body;
-      const accepted = await executeCommand(
-        request,
-        reply,
-        { commands: context.deps.commands, metrics: context.metrics, idempotency: context.idempotency },
-        {
-          command: { type: 'SetExchangeRate', ...body, baseCurrency, ...(reason !== undefined ? { reason } : {}) },
-          status: 201,
-          // Like a creation: rates are facts added to the currency's history, not edits of a record read before.
-          ifMatch: 'forbidden',
-          location: (currency) => `/exchange-rates?currency=${currency}`,
-        },
-      );
+      const accepted = await executeCommand(request, reply, context, {
+        command: { type: 'SetExchangeRate', ...body, baseCurrency, ...(reason !== undefined ? { reason } : {}) },
+        status: 201,
+        // Like a creation: rates are facts added to the currency's history, not edits of a record read before.
+        ifMatch: 'forbidden',
+        location: (currency) => `/exchange-rates?currency=${currency}`,
+      });
       return { ...accepted, currency: body.currency, baseCurrency };
     },
   );

@@ -7,6 +7,7 @@ import { problemResponses } from '../problems.ts';
 import type { ApiMetrics } from '../metrics.ts';
 import type { PublisherStatus } from '../../integration/index.ts';
 import { REPORTED_PUBLISHER_STATES } from '../../integration/tables.ts';
+import { WRITE_REFUSAL_REASONS, type WriteRefusals } from '../write-refusals.ts';
 
 export interface OpsRoutesOptions {
   store: EventStore;
@@ -18,6 +19,8 @@ export interface OpsRoutesOptions {
   publishers?: { status(): Promise<PublisherStatus[]> } | undefined;
   /** The demo data loaded in the background (`crm serve`): not ready until it is loaded. */
   demoLoad?: { status(): BackgroundLoadStatus } | undefined;
+  /** Commands refused for a full disk: shown, never a reason for not-ready (queries still answer). */
+  writes: Pick<WriteRefusals, 'status'>;
 }
 
 const Health = z.object({ status: z.literal('ok') });
@@ -66,7 +69,7 @@ const Ready = z.object({
   warnings: z
     .array(z.string())
     .describe(
-      'What an operator must act on that is not a reason for not-ready: a projection stopped on a poison event (every replica reads the same read models; crm_projection_failed in /metrics)',
+      'What an operator must act on that is not a reason for not-ready: a projection stopped on a poison event (every replica reads the same read models; crm_projection_failed in /metrics), commands refused for a full disk while queries answer (crm_writes_refused)',
     ),
   heldBack: z
     .object({
@@ -79,6 +82,19 @@ const Ready = z.object({
       'Committed events past `head`, held back by a transaction still open on the PostgreSQL server (any session, pg_stat_activity names it): the read models cannot apply them until it ends. Shown, not a reason for not-ready (crm_events_held_back in /metrics)',
     ),
   publishers: Publishers,
+  writes: z
+    .object({
+      state: z.enum(['accepted', 'refused']),
+      reason: z
+        .enum(WRITE_REFUSAL_REASONS)
+        .nullable()
+        .describe("disk-full: the database's disk is full (SQLSTATE 53100) or the embedded database's free-space reserve is reached"),
+      since: z.string().nullable().describe('When the first command was refused for it (ISO 8601)'),
+      detail: z.string().nullable(),
+    })
+    .describe(
+      "Whether this process's commands are refused while its queries answer: shown (and under warnings), not a reason for not-ready; cleared by the next command recorded (crm_writes_refused in /metrics)",
+    ),
   demo: z
     .object({
       state: z.enum(['loading', 'waiting_for_database', 'loaded', 'interrupted', 'failed']),
@@ -183,6 +199,9 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
         reasons.push(`projection ${p.name} is ${Math.round(p.secondsBehind ?? 0)} s behind (bound ${options.readyMaxLagSeconds} s)${unheld}${stuck}`);
       }
     }
+    // Not a reason for not-ready: queries answer, and every replica on the same database is refused alike.
+    const writes = options.writes.status();
+    if (writes.state === 'refused') warnings.push(`writes are refused since ${writes.since}: ${writes.detail}`);
     const heldSeconds = heldBack ? heldBackSeconds(heldBack) : 0;
     const demo = options.demoLoad?.status();
     const demoWhy = demo ? demoReason(demo) : undefined;
@@ -209,6 +228,7 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
         reasons,
         warnings,
         heldBack: heldBack ? { events: heldBack.events, seconds: heldSeconds } : null,
+        writes,
         publishers: publishers?.map((p) => ({
           name: p.name,
           state: p.state,
@@ -251,7 +271,7 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
         operationId: 'getReadiness',
         tags: ['ops'],
         summary:
-          'Readiness: the event store answers and every projection is running and caught up within the bound; one stopped on a poison event is listed under warnings, not a reason (no key needed)',
+          'Readiness: the event store answers and every projection is running and caught up within the bound; one stopped on a poison event, or commands refused for a full disk, are listed under warnings, not reasons (no key needed)',
         security: [],
         response: { 200: Ready, 503: Ready },
       },

@@ -57,17 +57,12 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
 
   /** Runs an administration command, waits (bounded) for the read models, and drops cached key lookups. */
   const run = async (request: FastifyRequest, reply: FastifyReply, command: ApiCommand, status: 200 | 201, location: (id: string) => string) => {
-    const accepted = await executeCommand(
-      request,
-      reply,
-      { commands: context.deps.commands, metrics: context.metrics, idempotency: context.idempotency },
-      {
-        command,
-        status,
-        ifMatch: status === 201 ? 'forbidden' : 'optional',
-        location,
-      },
-    );
+    const accepted = await executeCommand(request, reply, context, {
+      command,
+      status,
+      ifMatch: status === 201 ? 'forbidden' : 'optional',
+      location,
+    });
     await context.deps.projections?.waitForPosition(BigInt(accepted.position), context.waitForTimeoutMs);
     context.keys.invalidate();
     return accepted;

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CrmApp } from '../../api/app.ts';
+import { READY_REUSE_MS } from '../../api/routes/ops.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
 import { poll } from '../cli/support.ts';
 import { testSchemas } from '../support/postgres.ts';
@@ -42,6 +43,19 @@ const createCustomer = (id: string) =>
   });
 const fillDisk = (table: string) => sql.query(`CREATE TRIGGER disk_full BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION "${schemas.read}".disk_full()`);
 const freeSpace = (table: string) => sql.query(`DROP TRIGGER disk_full ON ${table}`);
+/** What /ready says of writes (a new answer: past the one it shares for READY_REUSE_MS), and the gauge an alert watches. */
+const writesShown = async () => {
+  await new Promise((resolve) => setTimeout(resolve, READY_REUSE_MS + 50));
+  const ready = await app.inject({ method: 'GET', url: '/ready' });
+  const metrics = await app.inject({ method: 'GET', url: '/metrics' });
+  const body = ready.json<{ writes: { state: string; reason: string | null; since: string | null; detail: string | null }; warnings: string[] }>();
+  return {
+    status: ready.statusCode,
+    writes: body.writes,
+    warnings: body.warnings,
+    gauge: /^crm_writes_refused\{reason="disk-full"\} (\d)$/m.exec(metrics.body)?.[1],
+  };
+};
 const checkpoints = async () =>
   (await sql.query<{ name: string; state: string }>(`SELECT name, state FROM "${schemas.read}".projection_checkpoints ORDER BY name`)).rows;
 
@@ -50,13 +64,27 @@ describe('a full disk', () => {
     const id = randomUUID();
     await fillDisk(`"${schemas.events}".events`);
     const refused = await createCustomer(id);
+    // Queries answer meanwhile: /ready stays 200 and says that writes are refused, and why; the gauge is 1.
+    const shown = await writesShown();
     await freeSpace(`"${schemas.events}".events`);
+    expect(shown).toMatchObject({
+      status: 200,
+      writes: {
+        state: 'refused',
+        reason: 'disk-full',
+        detail: "the database's disk is full: commands get 503 database.disk-full until its operator frees some",
+      },
+      gauge: '1',
+    });
+    expect(shown.warnings).toContain(`writes are refused since ${shown.writes.since}: ${shown.writes.detail}`);
     expect(refused.statusCode, refused.body).toBe(503);
     expect(refused.headers['retry-after']).toBe('30');
     expect(refused.json()).toMatchObject({ type: 'https://crm.example/problems/unavailable', code: 'database.disk-full', retrySafeWithIdempotencyKey: true });
     expect(refused.json<{ detail: string }>().detail).toContain("The database's disk is full, so the command was not recorded");
     const accepted = await createCustomer(id);
     expect(accepted.statusCode, accepted.body).toBe(201);
+    // Cleared by the command recorded.
+    expect(await writesShown()).toMatchObject({ status: 200, writes: { state: 'accepted', reason: null, since: null, detail: null }, gauge: '0' });
   });
 
   it('holds the projections back instead of failing them, and they catch up by themselves once space is freed', async () => {
