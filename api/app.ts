@@ -111,7 +111,6 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   registerServerRefusals(app.server);
 
   const keys = createApiKeyStore(deps.database.db, { schema: deps.schemas.events, readSchema: deps.schemas.read });
-  await keys.migrate();
   const idempotency = createIdempotencyGuard(deps.database.db, { schema: deps.schemas.events, fingerprintKey: deps.fingerprintKey });
   const cursors = createCursorSeal(await loadServerSecret(deps.database.db, deps.schemas.events, 'list-cursors'));
   const context: RouteContext = { deps, metrics, keys, idempotency, cursors, waitForTimeoutMs, writes };

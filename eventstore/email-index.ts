@@ -1,8 +1,8 @@
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
-import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { normaliseEmail } from '../domain/customer/commands.ts';
 import { MasterKeyMismatch } from './errors.ts';
-import { masterKeyReplaced, masterKeyStillCurrent, migrateMasterKey, unwrapWithMasterKey, wrapWithMasterKey, type MasterKeyPart } from './master-key.ts';
+import { masterKeyReplaced, masterKeyStillCurrent, unwrapWithMasterKey, wrapWithMasterKey, type MasterKeyPart } from './master-key.ts';
 
 /**
  * Which customer (or, in the users' index, which user) holds each email address, for refusing
@@ -11,7 +11,7 @@ import { masterKeyReplaced, masterKeyStillCurrent, migrateMasterKey, unwrapWithM
  * data (encrypted per customer in the events), so the index keeps no plaintext: the key is an
  * HMAC-SHA256 of the normalised address, under one key per installation kept in `email_lookup_key`
  * beside the index (wrapped by the master key when one is configured). Forgetting a customer deletes
- * their rows.
+ * their rows. The tables are the event store's migration `0017_email_indexes`.
  *
  * Why a table and not a reservation stream: a claim must be removable when the customer is forgotten,
  * and events are never rewritten. Why insert-first: the primary key makes the claim atomic, so of two
@@ -76,14 +76,7 @@ export interface EmailIndexOptions {
 export async function createEmailIndex(db: Kysely<unknown>, options: EmailIndexOptions): Promise<EmailIndex> {
   const holder = options.holder ?? 'customer';
   const table = sql.id(options.schema, `${holder}_email_index`);
-  await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(options.schema)}`.execute(db);
   // The users' index names its holder column `customer_id` too, so that every statement below serves both.
-  await sql`CREATE TABLE IF NOT EXISTS ${table} (
-    email_hmac bytea PRIMARY KEY,
-    customer_id text NOT NULL,
-    claimed_at timestamptz NOT NULL DEFAULT now()
-  )`.execute(db);
-  await sql`CREATE INDEX IF NOT EXISTS ${sql.id(`${holder}_email_index_customer_idx`)} ON ${table} (customer_id)`.execute(db);
   const key = await lookupKey(db, options.schema, options.masterKey);
   const hmac = (email: string): Buffer => createHmac('sha256', key).update(normaliseEmail(email)).digest();
 
@@ -171,10 +164,6 @@ const lookupKeyTable = (schema: string) => sql.id(schema, 'email_lookup_key');
  */
 const derivedFrom = (masterKey: Uint8Array) => Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'crm email lookup v1', LOOKUP_KEY_BYTES));
 
-async function migrateLookupKey(db: QueryExecutorProvider, schema: string): Promise<void> {
-  await sql`CREATE TABLE IF NOT EXISTS ${lookupKeyTable(schema)} (id integer PRIMARY KEY CHECK (id = 1), hmac_key bytea NOT NULL)`.execute(db);
-}
-
 /**
  * One HMAC key per installation, stored beside the index: wrapped by the master key when one is
  * configured, so that a copy of the database cannot test guessed addresses against the index, and
@@ -182,8 +171,6 @@ async function migrateLookupKey(db: QueryExecutorProvider, schema: string): Prom
  * Stored bare by an installation without a master key, and kept bare until a rewrap wraps it.
  */
 async function lookupKey(db: Kysely<unknown>, schema: string, masterKey: Uint8Array | undefined): Promise<Buffer> {
-  await migrateLookupKey(db, schema);
-  if (masterKey) await migrateMasterKey(db, schema);
   const fresh = masterKey ? wrapWithMasterKey(masterKey, LOOKUP_KEY_LABEL, derivedFrom(masterKey)) : randomBytes(LOOKUP_KEY_BYTES);
   await sql`INSERT INTO ${lookupKeyTable(schema)} (id, hmac_key) SELECT 1, ${fresh} WHERE ${masterKeyStillCurrent(schema, masterKey)}
     ON CONFLICT (id) DO NOTHING`.execute(db);
@@ -213,7 +200,6 @@ const openLookupKey = (masterKey: Uint8Array | undefined, stored: Buffer): Buffe
  * stay found under the next master key.
  */
 export const rewrapEmailLookupKey: MasterKeyPart = async (trx, { schema, from, to }) => {
-  await migrateLookupKey(trx, schema);
   const { rows } = await sql<{ hmac_key: Buffer }>`SELECT hmac_key FROM ${lookupKeyTable(schema)} WHERE id = 1 FOR UPDATE`.execute(trx);
   const stored = rows[0] && Buffer.from(rows[0].hmac_key);
   const key = stored ? openLookupKey(from, stored) : from ? derivedFrom(from) : randomBytes(LOOKUP_KEY_BYTES);

@@ -58,7 +58,7 @@ export const openText = (master: Uint8Array | undefined, label: string, stored: 
  * So a process with a master key stores a new wrapped value only while the fingerprint names its key
  * (the row is share-locked by the writer and locked for update by the rewrap, so neither slips past
  * the other). Bare values read with any master key, so a process without one is neither guarded nor
- * recorded.
+ * recorded. The table is the event store's migration `0016_master_key`.
  */
 const masterKeyTable = (schema: string) => sql.table(`${schema}.master_key`);
 const fingerprintOf = (masterKey: Uint8Array): string => createHmac('sha256', masterKey).update('crm master key fingerprint').digest('hex');
@@ -83,14 +83,6 @@ export async function assertMasterKeyCurrent(trx: QueryExecutorProvider, schema:
   if (!rows[0]?.current) throw masterKeyReplaced(what);
 }
 
-export async function migrateMasterKey(db: QueryExecutorProvider, schema: string): Promise<void> {
-  await sql`
-    CREATE TABLE IF NOT EXISTS ${masterKeyTable(schema)} (
-      one boolean PRIMARY KEY DEFAULT true CHECK (one),
-      fingerprint text NOT NULL
-    )`.execute(db);
-}
-
 /** One part of what the master key wraps: rewraps its values (read with `from`, bare ones need none) under `to`. */
 export type MasterKeyPart = (
   trx: QueryExecutorProvider,
@@ -108,7 +100,6 @@ export async function rewrapMasterKey(
   parts: readonly MasterKeyPart[],
 ): Promise<{ name: string; count: number }[]> {
   if (options.to.length !== MASTER_KEY_BYTES) throw new Error(`The new master key must be ${MASTER_KEY_BYTES} bytes, got ${options.to.length}`);
-  await migrateMasterKey(db, options.schema);
   return db.transaction().execute(async (trx) => {
     await recordMasterKey(options.schema, options.to).execute(trx);
     const counts: { name: string; count: number }[] = [];

@@ -10,7 +10,6 @@ import {
   MASTER_KEY_BYTES,
   masterKeyReplaced as masterKeyReplacedFor,
   masterKeyStillCurrent,
-  migrateMasterKey,
   recordMasterKey,
   unwrapWithMasterKey,
   wrapWithMasterKey,
@@ -19,7 +18,7 @@ import {
 
 /**
  * Crypto-shredding of personal data (invariant 9). Each customer has a random AES-256-GCM data key
- * in `<events schema>.customer_keys`. An event's personal fields are encrypted together, one AES-GCM
+ * in `<events schema>.customer_keys` (the event store's migration `0015_customer_keys`). An event's personal fields are encrypted together, one AES-GCM
  * operation with a fresh IV per event (a cipher per field cost more than the encryption): each field
  * keeps its own ciphertext bytes (GCM is a stream mode), the first one also the IV and tag, as
  * `enc:v2:<iv>:<tag>:<ciphertext>`, the others `enc:v2:<ciphertext>` (base64url), so event JSON stays
@@ -291,19 +290,8 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
   const { masterKey } = options;
   if (masterKey && masterKey.length !== MASTER_KEY_BYTES) throw new Error(`The master key must be ${MASTER_KEY_BYTES} bytes, got ${masterKey.length}`);
   const table = keysTable(options.schema);
-  await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(options.schema)}`.execute(db);
-  await sql`
-    CREATE TABLE IF NOT EXISTS ${table} (
-      customer_id text PRIMARY KEY,
-      data_key bytea,
-      created_at timestamptz NOT NULL DEFAULT now(),
-      forgotten_at timestamptz,
-      CHECK ((data_key IS NULL) = (forgotten_at IS NOT NULL))
-    )`.execute(db);
-
   await checkMasterKey(db, options.schema, masterKey);
   // Checked above against the stored keys: from now on new keys are wrapped with this one.
-  await migrateMasterKey(db, options.schema);
   if (masterKey) await recordMasterKey(options.schema, masterKey).execute(db);
   const stillCurrent = masterKeyStillCurrent(options.schema, masterKey);
 

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { assertMasterKeyCurrent, masterKeyStillCurrent, openText, sealText, type MasterKeyPart } from '../eventstore/master-key.ts';
-import { ensureSchema } from '../shared/sql.ts';
 import type { SubscriberRole } from './envelope.ts';
 import { MASKED_PASSWORD, maskedPasswordRefusal, passwordOf, splitPassword, WebhookUrlRefused, withPassword } from './url-password.ts';
 
 /**
- * Where integration publishing keeps its state, in the events schema beside the API keys: webhook
- * subscriptions are configuration, not read models, so a read-model rebuild never touches them.
+ * Where integration publishing keeps its state, in the events schema beside the API keys (made by the
+ * event store's migration `0018_integration_tables`, for every engine): webhook subscriptions are
+ * configuration, not read models, so a read-model rebuild never touches them.
  *
  * - `webhook_subscriptions`: url, event patterns, role, secret (needed to sign; never returned after
  *   creation; sealed with the master key when one is configured, see eventstore/master-key.ts). A
@@ -103,14 +103,7 @@ const secretLabel = (subscriptionId: string) => `webhook secret:${subscriptionId
 /** What a sealed URL password is bound to: the subscription. */
 const urlPasswordLabel = (subscriptionId: string) => `webhook url password:${subscriptionId}`;
 
-/** Columns added after the first version: tables made before get them at start (and in a rewrap that finds such a table). */
-const addLaterColumns = (trx: QueryExecutorProvider, schema: string) =>
-  sql`ALTER TABLE ${sql.id(schema, SUBSCRIPTIONS)}
-    ADD COLUMN IF NOT EXISTS previous_secret text,
-    ADD COLUMN IF NOT EXISTS previous_secret_expires_at timestamptz,
-    ADD COLUMN IF NOT EXISTS url_password text`.execute(trx);
-
-/** The advisory lock under which the tables are made and changed by a start (several processes start at once) or a rewrap. */
+/** The advisory lock under which a start (several processes start at once) or a rewrap moves URL passwords and rewraps secrets. */
 const lockIntegrationTables = (trx: QueryExecutorProvider, schema: string) =>
   sql`SELECT pg_advisory_xact_lock(hashtext(${`crm-integration:${schema}`}))`.execute(trx);
 
@@ -146,55 +139,14 @@ async function moveUrlPasswords(trx: QueryExecutorProvider, schema: string, mast
   }
 }
 
+/**
+ * What a start does to the tables (made by the event store's migration `0018_integration_tables`):
+ * moves the URL passwords an earlier version kept in the url column (`moveUrlPasswords`).
+ */
 export async function migrateIntegrationTables(db: Kysely<unknown>, schema: string, masterKey?: Uint8Array): Promise<void> {
-  await ensureSchema(db, schema);
-  // Several processes start at once (API replicas, workers): CREATE TABLE IF NOT EXISTS races on the catalogue.
   await db.transaction().execute(async (trx) => {
     await lockIntegrationTables(trx, schema);
-    await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, SUBSCRIPTIONS)} (
-      id uuid PRIMARY KEY,
-      url text NOT NULL,
-      events text[] NOT NULL,
-      description text,
-      role text NOT NULL,
-      secret text NOT NULL,
-      enabled boolean NOT NULL DEFAULT true,
-      generation integer NOT NULL DEFAULT 0,
-      created_at timestamptz NOT NULL DEFAULT now(),
-      updated_at timestamptz NOT NULL DEFAULT now()
-    )`.execute(trx);
-    // Secret rotation and URL passwords kept apart (added later: tables made before get the columns here).
-    await addLaterColumns(trx, schema);
     await moveUrlPasswords(trx, schema, masterKey);
-    await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, PUBLISHERS)} (
-      name text PRIMARY KEY,
-      kind text NOT NULL CHECK (kind IN ('webhook', 'nats')),
-      position bigint NOT NULL DEFAULT 0,
-      state text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'failing', 'disabled')),
-      delivered bigint NOT NULL DEFAULT 0,
-      failures bigint NOT NULL DEFAULT 0,
-      last_error text,
-      last_status integer,
-      last_latency_ms double precision,
-      next_retry_at timestamptz,
-      updated_at timestamptz NOT NULL DEFAULT now()
-    )`.execute(trx);
-    // Added later (tables made before get it here): `updated_at` moves with every failed attempt, so the
-    // lag of a failing publisher cannot be told from it.
-    await sql`ALTER TABLE ${sql.id(schema, PUBLISHERS)} ADD COLUMN IF NOT EXISTS advanced_at timestamptz NOT NULL DEFAULT now()`.execute(trx);
-    await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, DELIVERIES)} (
-      id bigserial PRIMARY KEY,
-      subscription_id uuid NOT NULL,
-      event_id uuid NOT NULL,
-      position bigint NOT NULL,
-      attempt integer NOT NULL,
-      status_code integer,
-      latency_ms double precision NOT NULL,
-      error text,
-      next_retry_at timestamptz,
-      at timestamptz NOT NULL DEFAULT now()
-    )`.execute(trx);
-    await sql`CREATE INDEX IF NOT EXISTS ${sql.id(`${DELIVERIES}_by_subscription`)} ON ${sql.id(schema, DELIVERIES)} (subscription_id, id DESC)`.execute(trx);
   });
 }
 
@@ -208,7 +160,6 @@ export const rewrapWebhookSecrets: MasterKeyPart = async (trx, { schema, from, t
   const { rows: present } = await sql<{ present: boolean }>`SELECT to_regclass(${`${schema}.${SUBSCRIPTIONS}`}) IS NOT NULL AS present`.execute(trx);
   if (!present[0]?.present) return { name: 'webhook secrets', count: 0 };
   await lockIntegrationTables(trx, schema);
-  await addLaterColumns(trx, schema);
   const { rows } = await sql<{ id: string; url: string; url_password: string | null; secret: string; previous_secret: string | null }>`
     SELECT id, url, url_password, secret, previous_secret FROM ${sql.id(schema, SUBSCRIPTIONS)} ORDER BY id FOR UPDATE`.execute(trx);
   const rewrap = (id: string, stored: string) => sealText(to, secretLabel(id), openText(from, secretLabel(id), stored));

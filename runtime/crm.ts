@@ -290,14 +290,22 @@ async function connectDatabase(config: CrmConfig, options: { poolMax?: number; e
 export const openPersonalData = (config: CrmConfig, database: SqlDatabase): Promise<PersonalData> =>
   createPersonalData(database.db, { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) });
 
+/**
+ * Creates or upgrades the event store's tables (with EventStoreDB, those kept in SQL beside its
+ * events): for commands that write beside the events without opening the store (API keys, a master
+ * key rewrap). Refuses a store migrated by a newer version, as opening does.
+ */
+export const migrateStore = (config: CrmConfig, database: SqlDatabase): Promise<void> =>
+  migrateEventStore(database.db, config.schemas.events, { engineTables: config.eventStore.kind === 'sql' });
+
 async function openEventStore(config: CrmConfig, database: SqlDatabase, overrides: RuntimeOverrides): Promise<EventStore> {
   if (config.eventStore.kind === 'eventstoredb') {
     const { createEventStoreDbStore } = await import('./eventstoredb.ts');
     const store = await createEventStoreDbStore(config.eventStore.url);
-    // What is kept in SQL beside the events (idempotency keys), and the store's migrations: a store
-    // migrated by a newer version is refused with EventStoreDB too.
+    // What is kept in SQL beside the events (API keys, data keys, webhooks...), and the store's
+    // migrations: a store migrated by a newer version is refused with EventStoreDB too.
     try {
-      await migrateEventStore(database.db, config.schemas.events, { engineTables: false });
+      await migrateStore(config, database);
     } catch (error) {
       await store.close().catch(() => undefined);
       throw error;

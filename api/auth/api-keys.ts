@@ -1,13 +1,14 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { sql, type Generated, type Kysely, type Selectable } from 'kysely';
 import { SingleLineText } from '../../domain/shared.ts';
-import { ROLES, type Role } from '../roles.ts';
+import type { Role } from '../roles.ts';
 import { loadUserViewer, serviceViewer, type Viewer } from './viewer.ts';
 
 /**
- * API keys, stored hashed in `api_keys` in the events schema. A key is 32 random bytes (base64url)
- * behind a `crm_` prefix; only its sha256 is stored, so a plain hash (no salt, no slow KDF) is
- * enough: the input has 256 bits of entropy and cannot be guessed from the hash.
+ * API keys, stored hashed in `api_keys` in the events schema (made by the event store's migration
+ * `0013_api_keys`, for every engine). A key is 32 random bytes (base64url) behind a `crm_` prefix;
+ * only its sha256 is stored, so a plain hash (no salt, no slow KDF) is enough: the input has 256 bits
+ * of entropy and cannot be guessed from the hash.
  */
 /**
  * A key's name, as `POST /admin/api-keys` and `crm api-key create` take it: one line, as a command's
@@ -45,7 +46,6 @@ export interface CreatedApiKey extends ApiKeyRecord {
 }
 
 export interface ApiKeyStore {
-  migrate(): Promise<void>;
   /** With `userId`, `role` is the user's role at creation (stored for the list); requests use the user's current role. */
   /** `id`: the key's id when the caller derives it (api/idempotency.ts `createOnce`); else a new one. */
   create(input: { name: string; role: Role; userId?: string | null; createdBy?: string; id?: string }): Promise<CreatedApiKey>;
@@ -163,30 +163,6 @@ export function createApiKeyStore(handle: Kysely<unknown>, options: ApiKeyStoreO
   };
 
   return {
-    async migrate() {
-      await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(db);
-      await sql`
-        CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'api_keys')} (
-          id uuid PRIMARY KEY,
-          name text NOT NULL,
-          role text NOT NULL CHECK (role IN (${sql.join(ROLES.map((r) => sql.lit(r)))})),
-          hash text NOT NULL UNIQUE,
-          created_at timestamptz NOT NULL DEFAULT now(),
-          revoked_at timestamptz,
-          last_used_at timestamptz
-        )`.execute(db);
-      // Keys may belong to a user (added later: existing keys stay service keys). Checked first, so a
-      // start does not take the table's exclusive lock when the column is there.
-      // Who created and revoked a key: added later still (older keys read null).
-      const { rows } = await sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns
-        WHERE table_schema = ${schema} AND table_name = 'api_keys' AND column_name IN ('user_id', 'created_by', 'revoked_by')`.execute(db);
-      if (rows.length < 3) {
-        await sql`ALTER TABLE ${sql.id(schema, 'api_keys')} ADD COLUMN IF NOT EXISTS user_id uuid, ADD COLUMN IF NOT EXISTS created_by text,
-          ADD COLUMN IF NOT EXISTS revoked_by text`.execute(db);
-      }
-      await sql`CREATE INDEX IF NOT EXISTS api_keys_user_idx ON ${sql.id(schema, 'api_keys')} (user_id) WHERE user_id IS NOT NULL`.execute(db);
-    },
-
     async create({ name, role, userId, createdBy, id }) {
       const key = generateKey();
       const row = await db
@@ -281,7 +257,6 @@ export async function ensureAdminKey(
   store: ApiKeyStore,
   options: { adminKey?: string | undefined } = {},
 ): Promise<{ generatedKey?: string; record?: ApiKeyRecord }> {
-  await store.migrate();
   if (options.adminKey) {
     if (options.adminKey.length < 16) throw new Error('CRM_ADMIN_KEY must be at least 16 characters long.');
     const record = await store.import({ name: 'admin (CRM_ADMIN_KEY)', role: 'admin', key: options.adminKey, createdBy: 'CRM_ADMIN_KEY' });

@@ -5,7 +5,6 @@ import { FINAL_POSITION_BOUND } from '../../eventstore/postgres/migrations.ts';
 import { MAX_GLOBAL_POSITION } from '../../eventstore/position.ts';
 import { settlesWithin } from '../../shared/deadline.ts';
 import type { SqlDatabase } from '../../shared/sql.ts';
-import { createTableOnce } from '../create-table.ts';
 import { KEY_GONE, KEY_PUT_BACK, NAMED_CUSTOMERS, verifyCustomerKeys, type CustomerKeysVerification } from './customer-keys.ts';
 
 /**
@@ -17,8 +16,9 @@ import { KEY_GONE, KEY_PUT_BACK, NAMED_CUSTOMERS, verifyCustomerKeys, type Custo
  * the gap-free feed after the fact, in position order (positions below `xmin << ORDINAL_BITS` are final:
  * no transaction can still commit one), and records per event
  *   global_hash = sha256(previous global_hash (empty for the first) || event.hash)
- * in `<events schema>.event_chain_seals`. The seal also keeps the event's stream, revision and hash
- * so that a deleted event can still be named. What the two chains catch together:
+ * in `<events schema>.event_chain_seals` (made by the event store's migration `0019_event_chain_seals`).
+ * The seal also keeps the event's stream, revision and hash so that a deleted event can still be
+ * named. What the two chains catch together:
  * - data edited in place: the stream chain (hash no longer matches the content);
  * - an event deleted in the middle or at the end of a stream: the stream chain (revision gap, stream
  *   head) and the global chain (a sealed position has no event);
@@ -121,31 +121,6 @@ const sameBytes = (a: Uint8Array | null, b: Uint8Array | null): boolean => a !==
 const sealsTable = (schema: string) => sql.id(schema, 'event_chain_seals');
 const eventsTable = (schema: string) => sql.id(schema, 'events');
 
-/** Schemas whose seals table this process already created (the sealer runs every second). */
-const migrated = new WeakMap<SqlDatabase, Set<string>>();
-
-export async function migrateChainSeals(database: SqlDatabase, schema: string): Promise<void> {
-  const done = migrated.get(database) ?? new Set<string>();
-  migrated.set(database, done);
-  if (done.has(schema)) return;
-  // Each worker's sealer gets here after the start-up lock is released: several may at once.
-  await createTableOnce(
-    database.db,
-    schema,
-    'event_chain_seals',
-    sql`
-    CREATE TABLE IF NOT EXISTS ${sealsTable(schema)} (
-      position    bigint PRIMARY KEY,
-      global_hash bytea NOT NULL,
-      event_hash  bytea NOT NULL,
-      stream      text NOT NULL,
-      revision    bigint NOT NULL,
-      sealed_at   timestamptz NOT NULL DEFAULT now()
-    )`,
-  );
-  done.add(schema);
-}
-
 /**
  * Last seal, or null before the first. Ordered by the bigint column `s.position`: the text alias
  * would sort "10000000000" before "9999999999" and hand the sealer an old head.
@@ -195,7 +170,6 @@ export function sealChain(database: SqlDatabase, schema: string, options: SealOp
 }
 
 async function sealPending(database: SqlDatabase, schema: string, options: SealOptions): Promise<number> {
-  await migrateChainSeals(database, schema);
   const lockKey = `crm.event_chain_seals:${schema}`;
   let sealed = 0;
   for (;;) {
@@ -365,7 +339,6 @@ export async function verifyGlobalChain(
     const anchors = anchorChecks();
     return { anchorsMatched: anchors.filter((check) => check.matched).length, anchors };
   };
-  await migrateChainSeals(database, schema);
   const pageSize = options.pageSize ?? SEAL_BATCH;
   const last = await lastSeal(database.db, schema);
   const { rows: unsealedRows } = await sql<{ n: string }>`

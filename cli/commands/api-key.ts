@@ -37,16 +37,16 @@ Examples:
     const named = action === 'create' ? ApiKeyName.safeParse(stringValue(run, 'name')) : undefined;
     if (named?.error) throw new UsageError(`--name ${named.error.issues[0]?.message}`);
     const { ROLES } = await import('../../api/roles.ts');
-    const { assertInstalled, openDatabase } = await import('../../runtime/crm.ts');
+    const { assertInstalled, migrateStore, openDatabase } = await import('../../runtime/crm.ts');
     const database = await openDatabase(run.config);
     try {
       // A list reads what a CRM stored; a key may be made before the first `crm serve` sets the rest up.
       if (action !== 'create') await assertInstalled(run.config, database);
+      // The tables exist (the event store's migrations), and CRM_ADMIN_KEY is stored as `crm serve`
+      // stores it. No key is generated here: after the last admin key was revoked (a leak), a list
+      // minted and printed a new one. `crm api-key create --role admin` makes one when it is wanted.
+      await migrateStore(run.config, database);
       const keys = createApiKeyStore(database.db, { schema: run.config.schemas.events });
-      // The tables exist, and CRM_ADMIN_KEY is stored as `crm serve` stores it. No key is generated
-      // here: after the last admin key was revoked (a leak), a list minted and printed a new one.
-      // `crm api-key create --role admin` makes one when it is wanted.
-      await keys.migrate();
       if (run.config.adminKey) await ensureAdminKey(keys, { adminKey: run.config.adminKey });
       if (action === 'list') {
         const { loadUserViewer } = await import('../../api/auth/viewer.ts');

@@ -46,13 +46,15 @@ Rotation:
     const newKey = parseMasterKey(text);
     if (typeof newKey === 'string') throw new UsageError(`--new-key-file must hold ${newKey}`);
     // Loaded on use, so that `--help` stays instant.
-    const { openDatabase, openPersonalData } = await import('../../runtime/crm.ts');
+    const { migrateStore, openDatabase, openPersonalData } = await import('../../runtime/crm.ts');
     const { rewrapDataKeys } = await import('../../eventstore/personal-data.ts');
     const { rewrapEmailLookupKey } = await import('../../eventstore/email-index.ts');
     const { rewrapMasterKey } = await import('../../eventstore/master-key.ts');
     const { rewrapWebhookSecrets } = await import('../../integration/index.ts');
     const database = await openDatabase(run.config);
     try {
+      // The tables as this version has them (a rewrap may run before any of its processes started).
+      await migrateStore(run.config, database);
       // Opening checks the current master key against the stored keys before anything is rewritten.
       await openPersonalData(run.config, database);
       const [keys, , secrets] = await rewrapMasterKey(

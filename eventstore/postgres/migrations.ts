@@ -608,6 +608,176 @@ const idempotencyKeys = (schema: string): Migration => ({
   },
 });
 
+/** Runs DDL statements one by one (PGlite prepares every query and refuses several commands in one). */
+const runEach = async (db: Kysely<any>, statements: readonly string[]): Promise<void> => {
+  for (const statement of statements) await sql.raw(statement).execute(db);
+};
+
+/**
+ * The tables below were made by their modules at start (`CREATE TABLE IF NOT EXISTS`, later columns
+ * and indexes with `... IF NOT EXISTS`) until 2026-12-07, outside this registry: a store may hold
+ * each already, in any of its earlier shapes. Each migration makes the table as those modules did
+ * and adds what they added later, so such a store gets the shape of a new one and records it.
+ */
+
+/**
+ * API keys (api/auth/api-keys.ts). The roles are those of domain/user/roles.ts when the table was
+ * made: another role needs a migration of its own (test/eventstore/postgres-migrations.test.ts
+ * compares the check with the roles).
+ */
+const apiKeys = (schema: string): Migration => ({
+  async up(db: Kysely<any>) {
+    const table = `${quote(schema)}.api_keys`;
+    await runEach(db, [
+      `CREATE TABLE IF NOT EXISTS ${table} (
+        id uuid PRIMARY KEY,
+        name text NOT NULL,
+        role text NOT NULL CHECK (role IN ('admin', 'sales', 'marketing', 'support', 'analyst', 'auditor')),
+        hash text NOT NULL UNIQUE,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        revoked_at timestamptz,
+        last_used_at timestamptz
+      )`,
+      // Keys of a user, and who created and revoked a key: added later (older keys read null).
+      `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS user_id uuid, ADD COLUMN IF NOT EXISTS created_by text, ADD COLUMN IF NOT EXISTS revoked_by text`,
+      `CREATE INDEX IF NOT EXISTS api_keys_user_idx ON ${table} (user_id) WHERE user_id IS NOT NULL`,
+    ]);
+  },
+});
+
+/** Secrets of the server itself (api/auth/server-secret.ts), the first made on the first start. */
+const serverSecrets = (schema: string): Migration => ({
+  async up(db: Kysely<any>) {
+    await runEach(db, [
+      `CREATE TABLE IF NOT EXISTS ${quote(schema)}.server_secrets (
+        name text PRIMARY KEY,
+        secret text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      )`,
+    ]);
+  },
+});
+
+/** The customers' data keys (eventstore/personal-data.ts): a forgotten customer keeps a row without a key. */
+const customerKeys = (schema: string): Migration => ({
+  async up(db: Kysely<any>) {
+    await runEach(db, [
+      `CREATE TABLE IF NOT EXISTS ${quote(schema)}.customer_keys (
+        customer_id text PRIMARY KEY,
+        data_key bytea,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        forgotten_at timestamptz,
+        CHECK ((data_key IS NULL) = (forgotten_at IS NOT NULL))
+      )`,
+    ]);
+  },
+});
+
+/** The fingerprint of the master key new values are wrapped with (eventstore/master-key.ts), one row. */
+const masterKey = (schema: string): Migration => ({
+  async up(db: Kysely<any>) {
+    await runEach(db, [
+      `CREATE TABLE IF NOT EXISTS ${quote(schema)}.master_key (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        fingerprint text NOT NULL
+      )`,
+    ]);
+  },
+});
+
+/** The email indexes of customers and of users, and their one lookup key (eventstore/email-index.ts). */
+const emailIndexes = (schema: string): Migration => ({
+  async up(db: Kysely<any>) {
+    const s = quote(schema);
+    // The users' index names its holder column `customer_id` too, so that one module serves both.
+    await runEach(
+      db,
+      ['customer', 'user'].flatMap((holder) => [
+        `CREATE TABLE IF NOT EXISTS ${s}.${holder}_email_index (
+          email_hmac bytea PRIMARY KEY,
+          customer_id text NOT NULL,
+          claimed_at timestamptz NOT NULL DEFAULT now()
+        )`,
+        `CREATE INDEX IF NOT EXISTS ${holder}_email_index_customer_idx ON ${s}.${holder}_email_index (customer_id)`,
+      ]),
+    );
+    await runEach(db, [`CREATE TABLE IF NOT EXISTS ${s}.email_lookup_key (id integer PRIMARY KEY CHECK (id = 1), hmac_key bytea NOT NULL)`]);
+  },
+});
+
+/** Webhook subscriptions, the integration publishers and the webhook deliveries (integration/tables.ts). */
+const integrationTables = (schema: string): Migration => ({
+  async up(db: Kysely<any>) {
+    const s = quote(schema);
+    await runEach(db, [
+      `CREATE TABLE IF NOT EXISTS ${s}.webhook_subscriptions (
+        id uuid PRIMARY KEY,
+        url text NOT NULL,
+        events text[] NOT NULL,
+        description text,
+        role text NOT NULL,
+        secret text NOT NULL,
+        enabled boolean NOT NULL DEFAULT true,
+        generation integer NOT NULL DEFAULT 0,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+      )`,
+      // Secret rotation and URL passwords kept apart: added later.
+      `ALTER TABLE ${s}.webhook_subscriptions
+        ADD COLUMN IF NOT EXISTS previous_secret text,
+        ADD COLUMN IF NOT EXISTS previous_secret_expires_at timestamptz,
+        ADD COLUMN IF NOT EXISTS url_password text`,
+      `CREATE TABLE IF NOT EXISTS ${s}.integration_publishers (
+        name text PRIMARY KEY,
+        kind text NOT NULL CHECK (kind IN ('webhook', 'nats')),
+        position bigint NOT NULL DEFAULT 0,
+        state text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'failing', 'disabled')),
+        delivered bigint NOT NULL DEFAULT 0,
+        failures bigint NOT NULL DEFAULT 0,
+        last_error text,
+        last_status integer,
+        last_latency_ms double precision,
+        next_retry_at timestamptz,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      )`,
+      // Added later: `updated_at` moves with every failed attempt, so a failing publisher's lag cannot be told from it.
+      `ALTER TABLE ${s}.integration_publishers ADD COLUMN IF NOT EXISTS advanced_at timestamptz NOT NULL DEFAULT now()`,
+      `CREATE TABLE IF NOT EXISTS ${s}.webhook_deliveries (
+        id bigserial PRIMARY KEY,
+        subscription_id uuid NOT NULL,
+        event_id uuid NOT NULL,
+        position bigint NOT NULL,
+        attempt integer NOT NULL,
+        status_code integer,
+        latency_ms double precision NOT NULL,
+        error text,
+        next_retry_at timestamptz,
+        at timestamptz NOT NULL DEFAULT now()
+      )`,
+      `CREATE INDEX IF NOT EXISTS webhook_deliveries_by_subscription ON ${s}.webhook_deliveries (subscription_id, id DESC)`,
+    ]);
+  },
+});
+
+/**
+ * The seals of the global hash chain over the events table (audit/sql/chain.ts): the PostgreSQL
+ * engine's own, as EventStoreDB's events have no such chain.
+ */
+const eventChainSeals = (schema: string): Migration => ({
+  async up(db: Kysely<any>) {
+    await runEach(db, [
+      `CREATE TABLE IF NOT EXISTS ${quote(schema)}.event_chain_seals (
+        position    bigint PRIMARY KEY,
+        global_hash bytea NOT NULL,
+        event_hash  bytea NOT NULL,
+        stream      text NOT NULL,
+        revision    bigint NOT NULL,
+        sealed_at   timestamptz NOT NULL DEFAULT now()
+      )`,
+    ]);
+  },
+});
+
 /** The PostgreSQL engine's own tables and functions: with EventStoreDB holding the events, none of them runs. */
 const engineMigrationsFor = (schema: string): Record<string, Migration> => ({
   // The name is kept from when it also created the first append function.
@@ -622,6 +792,7 @@ const engineMigrationsFor = (schema: string): Record<string, Migration> => ({
   '0009_append_streams_generic_plans': appendStreamsGenericPlans(schema),
   '0010_append_events_generic_plans': appendEventsGenericPlans(schema),
   '0011_stream_snapshots': streamSnapshots(schema),
+  '0019_event_chain_seals': eventChainSeals(schema),
 });
 
 /**
@@ -631,6 +802,12 @@ const engineMigrationsFor = (schema: string): Record<string, Migration> => ({
  */
 const besideEventsMigrationsFor = (schema: string): Record<string, Migration> => ({
   '0012_idempotency_keys': idempotencyKeys(schema),
+  '0013_api_keys': apiKeys(schema),
+  '0014_server_secrets': serverSecrets(schema),
+  '0015_customer_keys': customerKeys(schema),
+  '0016_master_key': masterKey(schema),
+  '0017_email_indexes': emailIndexes(schema),
+  '0018_integration_tables': integrationTables(schema),
 });
 
 /**

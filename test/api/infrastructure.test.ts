@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKeyStore, ensureAdminKey, hashKey } from '../../api/auth/api-keys.ts';
 import { buildApp } from '../../api/app.ts';
 import { READY_REUSE_MS } from '../../api/routes/ops.ts';
+import { migrateEventStore } from '../../eventstore/postgres/migrations.ts';
 import { expectProblem, json, startApi, type ApiHarness } from './support.ts';
 import { TEST_DATABASE_URL } from '../support/postgres.ts';
 
@@ -480,7 +481,9 @@ describe('authentication', () => {
   });
 
   it('ensureAdminKey generates one key on first start, none later, and imports CRM_ADMIN_KEY', async () => {
-    const keys = createApiKeyStore(h.database.db, { schema: `${h.schemas.events}_boot` });
+    const schema = `${h.schemas.events}_boot`;
+    await migrateEventStore(h.database.db, schema, { engineTables: false });
+    const keys = createApiKeyStore(h.database.db, { schema });
     const first = await ensureAdminKey(keys);
     expect(first.generatedKey).toMatch(/^crm_/);
     expect(await ensureAdminKey(keys)).toEqual({});

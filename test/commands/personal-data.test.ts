@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERASED } from '../../domain/shared.ts';
 import type { RecordedEvent } from '../../eventstore/contract.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
+import { migrateEventStore } from '../../eventstore/postgres/migrations.ts';
 import {
   createPersonalData,
   decodeRecordedEvent,
@@ -23,6 +24,8 @@ let personalData: PersonalData;
 
 beforeAll(async () => {
   database = connectPostgres(schemas.url, { max: 2 });
+  // The data keys' table, as every engine has it beside its events.
+  await migrateEventStore(database.db, schemas.events, { engineTables: false });
   personalData = await createPersonalData(database.db, { schema: schemas.events });
 });
 afterAll(async () => {
@@ -283,6 +286,7 @@ describe('personal data', () => {
     try {
       const oldKey = randomBytes(32);
       const newKey = randomBytes(32);
+      await migrateEventStore(database.db, own.events, { engineTables: false });
       const running = await createPersonalData(database.db, { schema: own.events, masterKey: oldKey });
       const before = randomUUID();
       const stored = await running.protect('CustomerRegistered', customerRegistered(before));

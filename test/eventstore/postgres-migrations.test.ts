@@ -3,8 +3,9 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createIdempotencyGuard } from '../../api/idempotency.ts';
+import { ROLES } from '../../domain/user/roles.ts';
 import { EventStoreError, StoreDoesNotFitServer, StoreFromNewerVersion } from '../../eventstore/errors.ts';
-import { connectPostgres } from '../../eventstore/postgres/database.ts';
+import { connectPostgres, openPglite } from '../../eventstore/postgres/database.ts';
 import { migrateEventStore, quoteIdentifier, streamHeadsJoin } from '../../eventstore/postgres/migrations.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
 import { testSchemas } from '../support/postgres.ts';
@@ -44,7 +45,17 @@ const ALL = [
   '0010_append_events_generic_plans',
   '0011_stream_snapshots',
   '0012_idempotency_keys',
+  '0013_api_keys',
+  '0014_server_secrets',
+  '0015_customer_keys',
+  '0016_master_key',
+  '0017_email_indexes',
+  '0018_integration_tables',
+  '0019_event_chain_seals',
 ];
+
+/** What every engine keeps in SQL beside its events (with EventStoreDB, these alone run). */
+const BESIDE_EVENTS = ALL.filter((name) => name >= '0012' && name !== '0019_event_chain_seals');
 
 /**
  * Takes a schema back to what the first version left: the tables without `streams.last_position`,
@@ -388,13 +399,181 @@ describe('the idempotency keys table, made by the API at its start before it was
   it('with the events in EventStoreDB: only what is kept beside them is made, and recorded', async () => {
     const schema = nextSchema();
     await migrateEventStore(database.db, schema, { engineTables: false });
-    expect(await applied(schema)).toEqual(['0012_idempotency_keys']);
-    const { rows } = await sql<{ events: string | null; keys: string | null }>`
-      SELECT to_regclass(${`${quoteIdentifier(schema)}.events`})::text AS events, to_regclass(${`${quoteIdentifier(schema)}.idempotency_keys`})::text AS keys`.execute(
+    expect(await applied(schema)).toEqual(BESIDE_EVENTS);
+    const { rows } = await sql<{ events: string | null; keys: string | null; seals: string | null }>`
+      SELECT to_regclass(${`${quoteIdentifier(schema)}.events`})::text AS events, to_regclass(${`${quoteIdentifier(schema)}.idempotency_keys`})::text AS keys,
+             to_regclass(${`${quoteIdentifier(schema)}.event_chain_seals`})::text AS seals`.execute(database.db);
+    expect(rows[0]).toEqual({ events: null, keys: expect.stringMatching(/\.idempotency_keys$/), seals: null });
+    expect(await besideTables(schema)).toEqual(BESIDE_TABLES.filter((table) => table !== 'event_chain_seals'));
+  });
+});
+
+/** The tables the modules made at start before they were store migrations (0013-0019), by name. */
+const BESIDE_TABLES = [
+  'api_keys',
+  'customer_email_index',
+  'customer_keys',
+  'email_lookup_key',
+  'event_chain_seals',
+  'integration_publishers',
+  'master_key',
+  'server_secrets',
+  'user_email_index',
+  'webhook_deliveries',
+  'webhook_subscriptions',
+];
+
+const besideTables = async (schema: string, db = database.db): Promise<string[]> => {
+  const { rows } = await sql<{ name: string }>`SELECT tablename AS name FROM pg_tables
+    WHERE schemaname = ${schema} AND tablename = ANY (${BESIDE_TABLES}) ORDER BY tablename`.execute(db);
+  return rows.map((row) => row.name);
+};
+
+/** Columns, indexes and constraints of those tables, with the schema's name taken out of their texts. */
+const shapeOf = async (schema: string, db = database.db) => {
+  const bare = (text: string | null) => text?.replaceAll(`${schema}.`, '') ?? null;
+  const columns = await sql<{
+    table_name: string;
+    column_name: string;
+    ordinal_position: number;
+    data_type: string;
+    is_nullable: string;
+    column_default: string | null;
+  }>`
+    SELECT table_name, column_name, ordinal_position::int AS ordinal_position, data_type, is_nullable, column_default FROM information_schema.columns
+     WHERE table_schema = ${schema} AND table_name = ANY (${BESIDE_TABLES}) ORDER BY table_name, ordinal_position`.execute(db);
+  const indexes = await sql<{ tablename: string; indexname: string; indexdef: string }>`
+    SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = ${schema} AND tablename = ANY (${BESIDE_TABLES}) ORDER BY tablename, indexname`.execute(
+    db,
+  );
+  const constraints = await sql<{ table_name: string; name: string; definition: string }>`
+    SELECT r.relname AS table_name, c.conname AS name, pg_get_constraintdef(c.oid) AS definition
+      FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace
+     WHERE n.nspname = ${schema} AND r.relname = ANY (${BESIDE_TABLES}) ORDER BY 1, 2`.execute(db);
+  return {
+    columns: columns.rows.map((row) => ({ ...row, column_default: bare(row.column_default) })),
+    indexes: indexes.rows.map((row) => ({ ...row, indexdef: bare(row.indexdef) })),
+    constraints: constraints.rows,
+  };
+};
+
+/**
+ * The start-time DDL of the modules before 0013-0019 (api/auth/api-keys.ts, api/auth/server-secret.ts,
+ * eventstore/personal-data.ts, master-key.ts, email-index.ts, integration/tables.ts,
+ * audit/sql/chain.ts), as they ran it: `earliest`, the tables as first made; `later`, the columns and
+ * index added since with `... IF NOT EXISTS` (a start of the last of those versions ran both).
+ */
+const startTimeDdl = (schema: string) => {
+  const s = quoteIdentifier(schema);
+  const earliest = [
+    `CREATE TABLE IF NOT EXISTS ${s}.api_keys (id uuid PRIMARY KEY, name text NOT NULL,
+      role text NOT NULL CHECK (role IN (${ROLES.map((role) => `'${role}'`).join(', ')})), hash text NOT NULL UNIQUE,
+      created_at timestamptz NOT NULL DEFAULT now(), revoked_at timestamptz, last_used_at timestamptz)`,
+    `CREATE TABLE IF NOT EXISTS ${s}.server_secrets (name text PRIMARY KEY, secret text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`,
+    `CREATE TABLE IF NOT EXISTS ${s}.customer_keys (customer_id text PRIMARY KEY, data_key bytea, created_at timestamptz NOT NULL DEFAULT now(),
+      forgotten_at timestamptz, CHECK ((data_key IS NULL) = (forgotten_at IS NOT NULL)))`,
+    `CREATE TABLE IF NOT EXISTS ${s}.master_key (one boolean PRIMARY KEY DEFAULT true CHECK (one), fingerprint text NOT NULL)`,
+    ...['customer', 'user'].flatMap((holder) => [
+      `CREATE TABLE IF NOT EXISTS ${s}.${holder}_email_index (email_hmac bytea PRIMARY KEY, customer_id text NOT NULL, claimed_at timestamptz NOT NULL DEFAULT now())`,
+      `CREATE INDEX IF NOT EXISTS ${holder}_email_index_customer_idx ON ${s}.${holder}_email_index (customer_id)`,
+    ]),
+    `CREATE TABLE IF NOT EXISTS ${s}.email_lookup_key (id integer PRIMARY KEY CHECK (id = 1), hmac_key bytea NOT NULL)`,
+    `CREATE TABLE IF NOT EXISTS ${s}.webhook_subscriptions (id uuid PRIMARY KEY, url text NOT NULL, events text[] NOT NULL, description text,
+      role text NOT NULL, secret text NOT NULL, enabled boolean NOT NULL DEFAULT true, generation integer NOT NULL DEFAULT 0,
+      created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now())`,
+    `CREATE TABLE IF NOT EXISTS ${s}.integration_publishers (name text PRIMARY KEY, kind text NOT NULL CHECK (kind IN ('webhook', 'nats')),
+      position bigint NOT NULL DEFAULT 0, state text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'failing', 'disabled')),
+      delivered bigint NOT NULL DEFAULT 0, failures bigint NOT NULL DEFAULT 0, last_error text, last_status integer,
+      last_latency_ms double precision, next_retry_at timestamptz, updated_at timestamptz NOT NULL DEFAULT now())`,
+    `CREATE TABLE IF NOT EXISTS ${s}.webhook_deliveries (id bigserial PRIMARY KEY, subscription_id uuid NOT NULL, event_id uuid NOT NULL,
+      position bigint NOT NULL, attempt integer NOT NULL, status_code integer, latency_ms double precision NOT NULL, error text,
+      next_retry_at timestamptz, at timestamptz NOT NULL DEFAULT now())`,
+    `CREATE INDEX IF NOT EXISTS webhook_deliveries_by_subscription ON ${s}.webhook_deliveries (subscription_id, id DESC)`,
+    `CREATE TABLE IF NOT EXISTS ${s}.event_chain_seals (position bigint PRIMARY KEY, global_hash bytea NOT NULL, event_hash bytea NOT NULL,
+      stream text NOT NULL, revision bigint NOT NULL, sealed_at timestamptz NOT NULL DEFAULT now())`,
+  ];
+  const later = [
+    `ALTER TABLE ${s}.api_keys ADD COLUMN IF NOT EXISTS user_id uuid, ADD COLUMN IF NOT EXISTS created_by text, ADD COLUMN IF NOT EXISTS revoked_by text`,
+    `CREATE INDEX IF NOT EXISTS api_keys_user_idx ON ${s}.api_keys (user_id) WHERE user_id IS NOT NULL`,
+    `ALTER TABLE ${s}.webhook_subscriptions ADD COLUMN IF NOT EXISTS previous_secret text,
+      ADD COLUMN IF NOT EXISTS previous_secret_expires_at timestamptz, ADD COLUMN IF NOT EXISTS url_password text`,
+    `ALTER TABLE ${s}.integration_publishers ADD COLUMN IF NOT EXISTS advanced_at timestamptz NOT NULL DEFAULT now()`,
+  ];
+  return { earliest, later };
+};
+
+/** A store of a version before 0013-0019: those tables dropped and their migrations unrecorded, then `ddl` run as its start did. */
+const backToStartTimeTables = async (schema: string, ddl: readonly string[]): Promise<void> => {
+  for (const table of BESIDE_TABLES) await sql`DROP TABLE ${sql.id(schema, table)}`.execute(database.db);
+  await sql`DELETE FROM ${sql.id(schema, 'eventstore_migration')} WHERE name > '0012'`.execute(database.db);
+  for (const statement of ddl) await sql.raw(statement).execute(database.db);
+};
+
+describe('the tables beside the events, made by their modules at start before they were store migrations', () => {
+  it('a new store gets the shape the modules gave them (columns, indexes, constraints), and an existing one of that shape is kept and recorded', async () => {
+    const fresh = nextSchema();
+    await (await createPostgresEventStore(database, { schema: fresh })).close();
+    expect(await besideTables(fresh)).toEqual(BESIDE_TABLES);
+    const expected = await shapeOf(fresh);
+
+    const schema = nextSchema();
+    await (await createPostgresEventStore(database, { schema })).close();
+    const { earliest, later } = startTimeDdl(schema);
+    await backToStartTimeTables(schema, [...earliest, ...later]);
+    expect(await shapeOf(schema)).toEqual(expected);
+    await sql`INSERT INTO ${sql.id(schema, 'server_secrets')} (name, secret) VALUES ('list-cursors', 'c2VjcmV0')`.execute(database.db);
+    await (await createPostgresEventStore(database, { schema })).close();
+    expect(await applied(schema)).toEqual(ALL);
+    expect(await shapeOf(schema)).toEqual(expected);
+    const { rows } = await sql`SELECT name, secret FROM ${sql.id(schema, 'server_secrets')}`.execute(database.db);
+    expect(rows).toEqual([{ name: 'list-cursors', secret: 'c2VjcmV0' }]);
+  });
+
+  it('tables as first made (before their later columns and index) get them, rows and all; processes starting together migrate them once', async () => {
+    const fresh = nextSchema();
+    await (await createPostgresEventStore(database, { schema: fresh })).close();
+    const schema = nextSchema();
+    await (await createPostgresEventStore(database, { schema })).close();
+    await backToStartTimeTables(schema, startTimeDdl(schema).earliest);
+    const subscription = randomUUID();
+    await sql`INSERT INTO ${sql.id(schema, 'api_keys')} (id, name, role, hash) VALUES (${randomUUID()}, 'older key', 'admin', 'hash-1')`.execute(database.db);
+    await sql`INSERT INTO ${sql.id(schema, 'webhook_subscriptions')} (id, url, events, role, secret)
+      VALUES (${subscription}, 'https://example.com/hook', ${['*']}::text[], 'admin', 'whsec_1')`.execute(database.db);
+    await sql`INSERT INTO ${sql.id(schema, 'integration_publishers')} (name, kind) VALUES (${`webhook:${subscription}`}, 'webhook')`.execute(database.db);
+    await sql`INSERT INTO ${sql.id(schema, 'customer_keys')} (customer_id, data_key) VALUES ('c-1', '\\x00'::bytea)`.execute(database.db);
+    const other = connectPostgres(schemas.url, { max: 2 });
+    try {
+      const stores = await Promise.all([database, other].map((handle) => createPostgresEventStore(handle, { schema })));
+      for (const store of stores) await store.close();
+    } finally {
+      await other.close();
+    }
+    expect(await applied(schema)).toEqual(ALL);
+    expect(await shapeOf(schema)).toEqual(await shapeOf(fresh));
+    const keys = await sql`SELECT name, user_id, created_by, revoked_by FROM ${sql.id(schema, 'api_keys')}`.execute(database.db);
+    expect(keys.rows).toEqual([{ name: 'older key', user_id: null, created_by: null, revoked_by: null }]);
+    const subscriptions = await sql`SELECT url, url_password, previous_secret FROM ${sql.id(schema, 'webhook_subscriptions')}`.execute(database.db);
+    expect(subscriptions.rows).toEqual([{ url: 'https://example.com/hook', url_password: null, previous_secret: null }]);
+    const publishers = await sql<{ advanced: boolean }>`SELECT advanced_at IS NOT NULL AS advanced FROM ${sql.id(schema, 'integration_publishers')}`.execute(
       database.db,
     );
-    expect(rows[0]).toEqual({ events: null, keys: expect.stringMatching(/\.idempotency_keys$/) });
+    expect(publishers.rows).toEqual([{ advanced: true }]);
+    const dataKeys = await sql`SELECT customer_id FROM ${sql.id(schema, 'customer_keys')}`.execute(database.db);
+    expect(dataKeys.rows).toEqual([{ customer_id: 'c-1' }]);
   });
+
+  it('in the embedded database: the same tables and shape as on PostgreSQL', async () => {
+    const fresh = nextSchema();
+    await (await createPostgresEventStore(database, { schema: fresh })).close();
+    const embedded = await openPglite();
+    try {
+      await (await createPostgresEventStore(embedded, { schema: 'crm_events' })).close();
+      expect(await besideTables('crm_events', embedded.db)).toEqual(BESIDE_TABLES);
+      expect(await shapeOf('crm_events', embedded.db)).toEqual(await shapeOf(fresh));
+    } finally {
+      await embedded.close();
+    }
+  }, 60_000);
 });
 
 describe('a store migrated by a newer version (a rollback, or an older process started beside newer ones)', () => {

@@ -4,8 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommandContext, CrmCommands } from '../../commands/index.ts';
 import { rewrapEmailLookupKey } from '../../eventstore/email-index.ts';
 import { MasterKeyMismatch } from '../../eventstore/errors.ts';
-import { migrateMasterKey, recordMasterKey, rewrapMasterKey } from '../../eventstore/master-key.ts';
+import { recordMasterKey, rewrapMasterKey } from '../../eventstore/master-key.ts';
 import { createPersonalData, rewrapDataKeys } from '../../eventstore/personal-data.ts';
+import { migrateEventStore } from '../../eventstore/postgres/migrations.ts';
 import { createDestinationGuard, parseNetwork } from '../../integration/destinations.ts';
 import { rewrapWebhookSecrets } from '../../integration/index.ts';
 import { IntegrationPublishers } from '../../integration/publishers.ts';
@@ -192,7 +193,8 @@ describe('URL passwords of a table made by an earlier version', () => {
     const db = h.database.db;
     try {
       const [withPassword, without] = await oldTable(schema, [{ url: 'https://hooks:plain-pw@example.com/a' }, { url: 'https://example.com/b' }]);
-      await migrateMasterKey(db, schema);
+      // The next start: the store's migrations give the table this version's columns.
+      await migrateEventStore(db, schema, { engineTables: false });
       await recordMasterKey(schema, firstKey).execute(db);
       const tables = integrationTables(db, schema, firstKey);
       await tables.migrate();
@@ -220,6 +222,7 @@ describe('URL passwords of a table made by an earlier version', () => {
 
       // Without a master key, as the signing secrets: apart from the URL, but bare until `crm master-key rewrap` seals it.
       const [bare] = await oldTable(bareSchema, [{ url: 'https://hooks:plain-pw@example.com/a' }]);
+      await migrateEventStore(db, bareSchema, { engineTables: false });
       const bareTables = integrationTables(db, bareSchema);
       await bareTables.migrate();
       expect(await storedRow(bare!, bareSchema)).toMatchObject({ url: 'https://hooks:***@example.com/a', url_password: 'plain-pw' });
@@ -235,6 +238,8 @@ describe('URL passwords of a table made by an earlier version', () => {
     const db = h.database.db;
     try {
       const [id] = await oldTable(schema, [{ url: 'https://hooks:plain-pw@example.com/a' }]);
+      // What `crm master-key rewrap` runs first.
+      await migrateEventStore(db, schema, { engineTables: false });
       const counts = await rewrapMasterKey(db, { schema, to: secondKey }, [rewrapWebhookSecrets]);
       expect(counts).toEqual([{ name: 'webhook secrets', count: 1 }]);
       const row = await storedRow(id!, schema);
