@@ -59,8 +59,16 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
     // The database handle and the wake-ups of eventstore-postgres against their direct tests (about 8 s a
     // pass): every test of the module opens connections, so with the whole list each survivor re-ran it.
     // PGlite's opening has its own file with one instance (about 10 s, most of it creating the instance).
+    // The session lock, the NOTIFY throttle and the named statements have theirs (about 10 s, 1 s and 3 s).
     mutate: ['eventstore/postgres/database.ts', 'eventstore/postgres/wakeup.ts'],
-    tests: ['test/eventstore/postgres-database.test.ts', 'test/eventstore/postgres-store.test.ts', 'test/eventstore/pglite-database.test.ts'],
+    tests: [
+      'test/eventstore/postgres-database.test.ts',
+      'test/eventstore/postgres-store.test.ts',
+      'test/eventstore/pglite-database.test.ts',
+      'test/eventstore/postgres-session-lock.test.ts',
+      'test/eventstore/postgres-wakeup.test.ts',
+      'test/eventstore/statement-names.test.ts',
+    ],
     concurrency: 1,
   },
   'eventstore-postgres-migrations': {

@@ -7,6 +7,8 @@ import { EventStoreUnavailable, OutcomeUnknown } from '../../eventstore/errors.t
 import { connectPostgres, DEFAULT_POOL_TIMEOUTS, isConnectionError, toUnavailable, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { channelFor } from '../../eventstore/postgres/wakeup.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
+import { FaultProxy } from '../faults/proxy.ts';
+import { proxiedUrl } from '../faults/sessions.ts';
 import { TEST_DATABASE_URL, testSchemas } from '../support/postgres.ts';
 import { newEvent } from './contract.ts';
 
@@ -27,9 +29,35 @@ const open = (url: string, options: Parameters<typeof connectPostgres>[1] = {}):
 let created = 0;
 const nextSchema = (): string => `${schemas.events}_${(created += 1)}`;
 
+/** Real faults on the way to the server (test/faults/proxy.ts), one proxy per test that needs them. */
+const proxies: FaultProxy[] = [];
+let applications = 0;
+/**
+ * A proxy to the test server, a URL through it whose sessions carry an application_name of their own,
+ * and a count of those sessions on the server.
+ */
+const faultyLink = async () => {
+  const proxy = FaultProxy.before(TEST_DATABASE_URL);
+  await proxy.start();
+  proxies.push(proxy);
+  applications += 1;
+  const application = `crm_es_pg_db_${process.pid}_${applications}`;
+  const sessions = async (): Promise<number> => {
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = ${application}`.execute(database.db);
+    return rows[0]!.n;
+  };
+  /** The statement each of those sessions runs or ran last. */
+  const statements = async (): Promise<string[]> => {
+    const { rows } = await sql<{ query: string }>`SELECT query FROM pg_stat_activity WHERE application_name = ${application}`.execute(database.db);
+    return rows.map((row) => row.query);
+  };
+  return { proxy, url: proxiedUrl(TEST_DATABASE_URL, proxy, application), sessions, statements };
+};
+
 afterAll(async () => {
   for (const handle of opened) await handle.close();
   await database.close();
+  for (const proxy of proxies) await proxy.close();
   await schemas.dropSchemas();
 });
 
@@ -303,6 +331,23 @@ describe('a pool on a real server', () => {
     expect(pids.size).toBe(1);
   });
 
+  it('closing cuts a statement that a stalled link holds instead of waiting out its bound, and the statement is outcome unknown', async () => {
+    const link = await faultyLink();
+    // A bound of a minute, as on the long-work pool: without the cut, closing would wait for it.
+    const handle = open(link.url, { max: 1, timeouts: { ...DEFAULT_POOL_TIMEOUTS, statementMs: 60_000 } });
+    let settled = false;
+    const running = caught(sql`SELECT pg_sleep(0.2)`.execute(handle.db)).finally(() => (settled = true));
+    await until('the statement runs', async () => (await link.statements()).some((statement) => statement.startsWith('SELECT pg_sleep')));
+    // Its answer never comes back.
+    link.proxy.stallOpen();
+    const started = Date.now();
+    await handle.close();
+    // Closing waits 2 s for the pool to end, then cuts what is left.
+    expect(Date.now() - started).toBeLessThan(6_000);
+    expect(settled).toBe(true);
+    expect(await running).toBeInstanceOf(OutcomeUnknown);
+  }, 30_000);
+
   it('runs prepared statements with their parameters, and refuses to listen once closed', async () => {
     const handle = connectPostgres(TEST_DATABASE_URL, { max: 1 });
     expect(handle.kind).toBe('postgres');
@@ -342,6 +387,67 @@ describe('subscribers on another pool (LISTEN/NOTIFY)', () => {
     await until('both subscribers were notified', () => woken.first > 0 && woken.second > 0);
     await stopFirst();
     await stopSecond();
+  });
+
+  it('a subscriber that stopped listening is not called again while the others on its channel are; the last one to leave unlistens', async () => {
+    const link = await faultyLink();
+    const handle = open(link.url, { max: 1 });
+    const channel = `crm_leaving_${Date.now()}`;
+    const woken = { leaving: 0, staying: 0, later: 0 };
+    const stopLeaving = await handle.listen(channel, () => (woken.leaving += 1));
+    const stopStaying = await handle.listen(channel, () => (woken.staying += 1));
+    await stopLeaving();
+    await sql`SELECT pg_notify(${channel}, '')`.execute(database.db);
+    // Both would be called in the same turn, from the one notification.
+    await until('the staying subscriber was notified', () => woken.staying === 1);
+    expect(woken.leaving).toBe(0);
+    await stopStaying();
+    // The handle's one session (the LISTEN connection) unlistened the channel with its last subscriber.
+    expect(await link.statements()).toEqual([`UNLISTEN "${channel}"`]);
+    // A later subscriber to the channel listens again.
+    const stopLater = await handle.listen(channel, () => (woken.later += 1));
+    await sql`SELECT pg_notify(${channel}, '')`.execute(database.db);
+    await until('the later subscriber was notified', () => woken.later === 1);
+    expect(woken).toEqual({ leaving: 0, staying: 1, later: 1 });
+    await stopLater();
+  });
+
+  it('a LISTEN refused while the server was unreachable is sent by the next subscriber to that channel once the server answers', async () => {
+    const link = await faultyLink();
+    const handle = open(link.url, { max: 1, timeouts: { ...DEFAULT_POOL_TIMEOUTS, connectMs: 1_000 } });
+    const channel = `crm_refused_${Date.now()}`;
+    const woken = { refused: 0, later: 0 };
+    link.proxy.refuse();
+    const refused = await caught(handle.listen(channel, () => (woken.refused += 1)));
+    expect(refused).toBeInstanceOf(EventStoreUnavailable);
+    expect((refused as Error).message).toMatch(new RegExp(`^Cannot reach PostgreSQL at postgres://127\\.0\\.0\\.1:${link.proxy.port}/`));
+    link.proxy.pass();
+    const stop = await handle.listen(channel, () => (woken.later += 1));
+    await sql`SELECT pg_notify(${channel}, '')`.execute(database.db);
+    await until('the later subscriber was notified', () => woken.later === 1);
+    expect(woken.refused).toBe(0);
+    await stop();
+  });
+
+  it('every channel of a handle is listened on one connection, whether its subscribers come at once or one by one; closing ends it', async () => {
+    const link = await faultyLink();
+    const handle = open(link.url, { max: 1 });
+    const channel = (i: number) => `crm_shared_${i}_${Date.now()}`;
+    await Promise.all([1, 2, 3].map((i) => handle.listen(channel(i), () => undefined)));
+    await handle.listen(channel(4), () => undefined);
+    expect(await link.sessions()).toBe(1);
+    await handle.close();
+    await until('the LISTEN connection ended', async () => (await link.sessions()) === 0);
+  });
+
+  it('closing the handle while its LISTEN connection is being opened ends that connection too', async () => {
+    const link = await faultyLink();
+    const handle = open(link.url, { max: 1 });
+    // Whether the LISTEN went through before the close or failed with it, the connection must not stay.
+    const listening = handle.listen(`crm_closing_${Date.now()}`, () => undefined).catch(() => undefined);
+    await handle.close();
+    await listening;
+    await until('the LISTEN connection ended', async () => (await link.sessions()) === 0);
   });
 
   it('a burst of appends reaches a follower in full: a trailing notification follows the last append', async () => {
