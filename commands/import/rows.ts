@@ -267,7 +267,7 @@ const numberOf = (row: Row, column: string): unknown => {
     // Counted in the text: as a number, 899999999999.99995 is already 900000000000, and the command's
     // check sees 0 decimals. Trailing zeros do not count (a database's export writes 12.500000).
     if (MONEY_COLUMNS.has(column) && (/\.(\d*?)0*$/.exec(value)?.[1]?.length ?? 0) > 4) {
-      throw new RowRejected(`${column}: ${shownValue(value, 40)} has more than 4 decimal places; write at most 4`);
+      throw new RowRejected(`${column}: ${shownValue(writtenCell(row, column) ?? value, 40)} is refused: at most 4 decimal places`);
     }
     return n;
   }
@@ -1071,15 +1071,22 @@ const FIELD_COLUMNS_OF: Partial<Record<CommandType, Record<string, readonly stri
 
 const snake = (field: string) => field.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
 
-/** Cells a reader changed as it read them (a decimal comma read as a dot), as the file wrote them. */
-const writtenCells = new WeakMap<Row, Map<string, string>>();
+/**
+ * Cells a reader changed as it read them (a decimal comma read as a dot), as the file wrote them: on
+ * the row itself, under a key no column has, so that a view of the row (the importer's proxy that
+ * notes the columns read) finds them too.
+ */
+const WRITTEN = Symbol('cells as the file wrote them');
+type WithWritten = { [WRITTEN]?: Map<string, string> };
 
 /** Keeps what the file wrote in a cell its reader changed, for a refusal to quote (`12,34567`, not `12.34567`). */
 export const rememberWritten = (row: Row, column: string, text: string): void => {
-  let cells = writtenCells.get(row);
-  if (!cells) writtenCells.set(row, (cells = new Map<string, string>()));
+  let cells = (row as WithWritten)[WRITTEN];
+  if (!cells) Object.defineProperty(row, WRITTEN, { value: (cells = new Map<string, string>()) });
   cells.set(column, text);
 };
+
+const writtenCell = (row: Row, column: string): string | undefined => (row as WithWritten)[WRITTEN]?.get(column);
 
 /**
  * The file's column a command's field was read from, and what the file holds there: a refusal names
@@ -1095,5 +1102,5 @@ export const columnOf = (type: CommandType, path: readonly PropertyKey[], row: R
     FIELD_COLUMNS_OF[type]?.[field] ??
     FIELD_COLUMNS[field] ?? [snake(field)];
   const column = candidates.find((name) => cell(row, name) !== undefined) ?? candidates[0];
-  return column === undefined ? undefined : { column, value: writtenCells.get(row)?.get(column) ?? cell(row, column) };
+  return column === undefined ? undefined : { column, value: writtenCell(row, column) ?? cell(row, column) };
 };
