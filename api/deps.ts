@@ -43,7 +43,7 @@ export interface ProjectionStatus {
   position: bigint;
   /** Events recorded after the checkpoint (capped), when known. */
   eventsBehind?: number | null;
-  /** Age of the oldest event not yet applied, when known. */
+  /** Age of the oldest event not yet applied, when known, on the database's clock. */
   secondsBehind?: number | null;
   /** `running`, `failed`, `stopped`, `rebuilding`, or `starting` (inline projections this process starts later). */
   state: string;
@@ -56,8 +56,8 @@ export interface ProjectionStatus {
   owner?: string | null;
   /** When that lease runs out unless renewed. */
   leaseExpiresAt?: Date | null;
-  /** When the checkpoint last moved (or changed state). */
-  updatedAt?: Date;
+  /** Seconds since the checkpoint last moved (or changed state), on the database's clock. */
+  secondsSinceUpdate?: number;
 }
 
 /** The projection runner (projections/), as the API uses it. */

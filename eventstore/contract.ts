@@ -221,12 +221,15 @@ export const MAX_APPEND_BYTES = 1024 * 1024;
 /** `<aggregate>-<id>`: lower-case aggregate name, a dash, then an id without spaces. */
 export const STREAM_NAME_PATTERN = /^[a-z][a-z0-9_]*-[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$/;
 
-/** Committed events the feed cannot read yet, and when the oldest of them was recorded. */
+/** Committed events the feed cannot read yet, and how long the oldest of them has waited. */
 export interface HeldBack {
   events: number;
-  oldestRecordedAt: Date | null;
+  /**
+   * Seconds since the oldest was recorded, taken on the clock that recorded it (the database's): this
+   * host's clock may be set apart from it by any amount.
+   */
+  oldestWaitedSeconds: number;
 }
 
 /** How long the oldest held-back event has waited, in whole seconds (0 when none waits). */
-export const heldBackSeconds = (held: HeldBack, now = Date.now()): number =>
-  held.events > 0 && held.oldestRecordedAt ? Math.max(0, Math.round((now - held.oldestRecordedAt.getTime()) / 1_000)) : 0;
+export const heldBackSeconds = (held: HeldBack): number => (held.events > 0 ? Math.max(0, Math.round(held.oldestWaitedSeconds)) : 0);

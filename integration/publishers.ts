@@ -185,7 +185,7 @@ export class IntegrationPublishers {
 }
 
 export async function readPublisherStatus(tables: IntegrationTables, store: EventStore): Promise<PublisherStatus[]> {
-  const [rows, head] = await Promise.all([tables.publishers(), store.headPosition()]);
-  const lag = lagReader(store, head);
+  const [rows, head, now] = await Promise.all([tables.publishers(), store.headPosition(), tables.databaseNow()]);
+  const lag = lagReader(store, head, now);
   return Promise.all(rows.map(async (row) => ({ ...row, state: reportedState(row), ...(await lag(row.position, row.advancedAt)) })));
 }

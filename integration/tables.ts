@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { assertMasterKeyCurrent, masterKeyStillCurrent, openText, sealText, type MasterKeyPart } from '../eventstore/master-key.ts';
+import { databaseNow } from '../shared/sql.ts';
 import type { SubscriberRole } from './envelope.ts';
 import { MASKED_PASSWORD, maskedPasswordRefusal, passwordOf, splitPassword, WebhookUrlRefused, withPassword } from './url-password.ts';
 
@@ -432,6 +433,9 @@ export function integrationTables(db: Kysely<unknown>, schema: string, masterKey
       await sql`INSERT INTO ${pubs} (name, kind, position) VALUES (${name}, ${kind}, ${startPosition.toString()}::bigint)
         ON CONFLICT (name) DO NOTHING`.execute(db);
     },
+
+    /** The clock the rows' times (`advanced_at`) were set by, for their ages. */
+    databaseNow: (): Promise<Date> => databaseNow(db),
 
     async publishers(): Promise<PublisherRow[]> {
       const { rows } = await sql<PublisherTableRow>`SELECT * FROM ${pubs} ORDER BY name`.execute(db);

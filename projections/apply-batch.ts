@@ -9,6 +9,7 @@ import {
   readCheckpointsForBatch,
   skipAhead,
   type Checkpoint,
+  type Lag,
 } from './checkpoints.ts';
 import { CheckpointMoved, describeError, isTransient, PoisonEvent } from './errors.ts';
 import { LeaseLost } from './leases.ts';
@@ -84,11 +85,6 @@ export async function decodeBatch(codec: EventCodec, events: RecordedEvent[], wa
   }
   await flush();
   return items;
-}
-
-export interface Lag {
-  eventsBehind: number;
-  secondsBehind: number;
 }
 
 export type ApplyOutcome =

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
 import { applyBatch, decodeBatch, matchesFilter, type ApplyOptions, type BatchItem, type EventCodec } from './apply-batch.ts';
-import { readCheckpoints, type Checkpoint } from './checkpoints.ts';
+import { NO_LAG, readCheckpoints, type Checkpoint } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
 import { readSkips } from './skips.ts';
 
@@ -249,7 +249,7 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
     if (!failed.has(p.name) && positions.get(p.name)! < endPosition) {
       const skips = skipped.get(p.name);
       const items = skips ? (await decoded).filter((i) => !skips.has(i.recorded.position)) : await decoded;
-      const outcome = await applyBatch(db, schema, p, items, endPosition, { eventsBehind: 0, secondsBehind: 0 }, applyOptions);
+      const outcome = await applyBatch(db, schema, p, items, endPosition, NO_LAG, applyOptions);
       failingSince = undefined;
       positions.set(p.name, outcome.position);
       if (outcome.kind !== 'applied') failed.add(p.name);

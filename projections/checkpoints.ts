@@ -171,6 +171,22 @@ export async function readCheckpointsForBatch(trx: QueryExecutorProvider, schema
   return new Map(rows.map((r) => [r.name, toCheckpoint(r)]));
 }
 
+/** What a checkpoint records of how far behind it was as it moved. */
+export interface Lag {
+  eventsBehind: number;
+  /**
+   * When the newest event of the batch was recorded (null: none). Its age is taken in the statement
+   * that moves the checkpoint, on the database's clock that recorded it, not on this host's.
+   */
+  newestRecordedAt: Date | null;
+}
+
+/** The lag of a batch that is not part of the live feed (a rebuild, a catch-up): none recorded. */
+export const NO_LAG: Lag = { eventsBehind: 0, newestRecordedAt: null };
+
+/** The age of `recordedAt` in seconds on the database's clock (0 for none). */
+const secondsSince = (recordedAt: Date | null) => sql`GREATEST(0, COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - ${recordedAt}::timestamptz)::float8, 0))`;
+
 /**
  * Moves each projection's checkpoint from `from` to `to` at the end of the batch transaction, in one
  * statement; false unless every one moved (another transaction moved or stopped one of them meanwhile,
@@ -181,11 +197,11 @@ export async function moveCheckpoints(
   trx: QueryExecutorProvider,
   schema: string,
   moves: readonly { projection: Builder; from: bigint; to: bigint }[],
-  lag: { eventsBehind: number; secondsBehind: number },
+  lag: Lag,
 ): Promise<boolean> {
   if (moves.length === 0) return true;
   const { rows } = await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} c
-    SET position = m.to_position, events_behind = ${lag.eventsBehind}, seconds_behind = ${lag.secondsBehind}, updated_at = now()
+    SET position = m.to_position, events_behind = ${lag.eventsBehind}, seconds_behind = ${secondsSince(lag.newestRecordedAt)}, updated_at = now()
     FROM unnest(${builderArrays(moves.map((m) => m.projection))}, ${moves.map((m) => m.from.toString())}::bigint[], ${moves.map((m) => m.to.toString())}::bigint[])
       AS m(name, version, variant, from_position, to_position)
     WHERE c.name = m.name AND c.position = m.from_position AND c.state IN ('running', 'rebuilding') AND ${builtHere}
@@ -198,17 +214,11 @@ export async function moveCheckpoints(
  * change, so no batch transaction, one statement for all of them. Never moves a checkpoint back, nor
  * one of a read model another version built.
  */
-export async function skipAhead(
-  db: QueryExecutorProvider,
-  schema: string,
-  projections: readonly Builder[],
-  position: bigint,
-  lag: { eventsBehind: number; secondsBehind: number },
-): Promise<void> {
+export async function skipAhead(db: QueryExecutorProvider, schema: string, projections: readonly Builder[], position: bigint, lag: Lag): Promise<void> {
   if (projections.length === 0) return;
   await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} c
     SET position = GREATEST(c.position, ${position.toString()}::bigint), events_behind = ${lag.eventsBehind},
-        seconds_behind = ${lag.secondsBehind}, updated_at = now()
+        seconds_behind = ${secondsSince(lag.newestRecordedAt)}, updated_at = now()
     FROM unnest(${builderArrays(projections)}) AS m(name, version, variant)
     WHERE c.name = m.name AND c.state IN ('running', 'rebuilding') AND ${builtHere}`.execute(db);
 }

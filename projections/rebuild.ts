@@ -11,6 +11,7 @@ import {
   CHECKPOINT_TABLE,
   checkpointsPastTheStore,
   migrateCheckpoints,
+  NO_LAG,
   migrateProjections,
   readCheckpoints,
   setState,
@@ -360,9 +361,7 @@ async function applyFinalGap(options: RebuildOptions, selected: Projection[], sh
   const wanted = (e: RecordedEvent) => selected.some((p) => e.position > positions.get(p.name)! && matchesFilter(p.filter, e));
   const items = await decodeBatch(codec, gap, wanted);
   const outcomes = await Promise.all(
-    selected
-      .filter((p) => positions.get(p.name)! < cursor)
-      .map(async (p) => [p.name, await applyBatch(db, shadow, p, items, cursor, { eventsBehind: 0, secondsBehind: 0 })] as const),
+    selected.filter((p) => positions.get(p.name)! < cursor).map(async (p) => [p.name, await applyBatch(db, shadow, p, items, cursor, NO_LAG)] as const),
   );
   const failed = outcomes.filter(([, o]) => o.kind !== 'applied').map(([name]) => name);
   if (failed.length > 0)

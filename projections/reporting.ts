@@ -354,7 +354,7 @@ export const PROJECTION_STATUS_VIEW: ReportingView = {
     ['state', 'running | stopped | failed | rebuilding'],
     ['position', 'Global position of the last event applied'],
     ['events_behind', 'Events delivered by the feed and still waiting when the last batch committed'],
-    ['seconds_behind', 'Age in seconds of the newest event of the last batch when it was applied'],
+    ['seconds_behind', 'Age in seconds of the newest event of the last batch when it was applied, on the clock of the database server'],
     ['last_error', 'Error of the poison event, if failed'],
     ['failed_event_id', 'Event it failed on'],
     ['failed_position', 'Position of that event'],

@@ -10,7 +10,6 @@ import {
   type ApplyOutcome,
   type BatchItem,
   type EventCodec,
-  type Lag,
   type SharedBatchResult,
 } from './apply-batch.ts';
 import { claimFeedEngine } from './feed-engine.ts';
@@ -28,6 +27,7 @@ import {
   readCheckpoints,
   skipAhead,
   type Checkpoint,
+  type Lag,
 } from './checkpoints.ts';
 import { relaxDurability } from './durability.ts';
 import { describeError, isTransient, ReadModelsFromNewerVersion, ReadModelStopped, ReadModelTimeout } from './errors.ts';
@@ -641,7 +641,7 @@ export class ProjectionRunner {
     const lag: Lag = {
       // Delivered by the feed but still waiting behind this batch.
       eventsBehind: this.pending.reduce((n, window) => n + window.length, 0),
-      secondsBehind: last ? Math.max(0, (Date.now() - last.recordedAt.getTime()) / 1000) : 0,
+      newestRecordedAt: last?.recordedAt ?? null,
     };
     const leases = this.options.leases;
     const appliedCount = (p: Projection) => {

@@ -1,7 +1,7 @@
 import type { QueryExecutorProvider } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
 import { readCheckpoints, type Checkpoint, type ProjectionState } from './checkpoints.ts';
-import { isMissingTable } from '../shared/sql.ts';
+import { databaseNow, isMissingTable } from '../shared/sql.ts';
 import { ReadModelStopped, ReadModelTimeout } from './errors.ts';
 import { readLeaseHolders } from './leases.ts';
 
@@ -28,13 +28,15 @@ export interface ProjectionStatus {
    * and counting rows on every probe would cost O(lag)).
    */
   eventsBehind: number;
-  /** Age of the oldest event not yet applied (0 when caught up). */
+  /** Age of the oldest event not yet applied (0 when caught up), on the database's clock. */
   secondsBehind: number;
   lastError: string | null;
   failedEventId: string | null;
   failedPosition: bigint | null;
   failedStream: string | null;
   updatedAt: Date;
+  /** Seconds since then, on the database's clock. */
+  secondsSinceUpdate: number;
   /** Worker holding the projection's lease (projections/leases.ts); null when none holds a live one. */
   owner: string | null;
   /** When that lease runs out unless renewed. */
@@ -47,6 +49,9 @@ export interface ProjectionStatus {
  */
 const boundedRead = <T>(read: Promise<T>, withinMs = LAG_READ_TIMEOUT_MS): Promise<T | undefined> =>
   Promise.race([read, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), withinMs).unref?.())]).catch(() => undefined);
+
+/** Seconds from `then` to `now`, none when `then` is later (an event recorded after the clock was read). */
+const secondsBetween = (then: Date, now: Date): number => Math.max(0, (now.getTime() - then.getTime()) / 1000);
 
 /** `read` once per distinct position: checkpoints at one position share their reads. */
 const oncePerPosition = <T>(read: (position: bigint) => Promise<T>): ((position: bigint) => Promise<T>) => {
@@ -78,11 +83,12 @@ const countAfter = (store: EventStore, position: bigint, head: bigint): Promise<
  * (503 at a scrape a second). A figure not read within the budget is unknown: the count null, and the age
  * taken from `lastMoved`, when the follower last moved forward: it grows while the follower stands still,
  * whatever its failed attempts do (the oldest event waiting may be older still, as when a backlog is
- * worked through page by page).
+ * worked through page by page). Ages are taken at `now`, the database's clock (databaseNow), like the
+ * times they are taken from.
  * Both read what is final now (`settleMs: 0`): a short page would otherwise wait for events committed
  * behind an open transaction, which on a busy database is almost always, past the bound.
  */
-export function lagReader(store: EventStore, head: bigint) {
+export function lagReader(store: EventStore, head: bigint, now: Date) {
   const deadline = Date.now() + LAG_READ_TIMEOUT_MS;
   let queue: Promise<unknown> = Promise.resolve();
   /** One read at a time, none begun past the deadline, each given up at it (undefined). */
@@ -105,7 +111,7 @@ export function lagReader(store: EventStore, head: bigint) {
     if (oldest === null) return { eventsBehind: 0, secondsBehind: 0 };
     return {
       eventsBehind: count ?? null,
-      secondsBehind: Math.max(0, (Date.now() - (oldest ?? lastMoved).getTime()) / 1000),
+      secondsBehind: secondsBetween(oldest ?? lastMoved, now),
     };
   };
 }
@@ -113,7 +119,8 @@ export function lagReader(store: EventStore, head: bigint) {
 /**
  * Reads status from the checkpoint table, so it works whether the projections run in this process
  * or in a separate `crm project` worker. O(1) in the lag: the head position against each checkpoint,
- * and one indexed row (the oldest unapplied event) per distinct checkpoint for the age.
+ * and one indexed row (the oldest unapplied event) per distinct checkpoint for the age, taken on the
+ * database's clock (databaseNow).
  */
 export async function readProjectionStatus(
   db: QueryExecutorProvider,
@@ -121,7 +128,12 @@ export async function readProjectionStatus(
   store: EventStore,
   names?: readonly string[],
 ): Promise<ProjectionStatus[]> {
-  const [checkpoints, head, holders] = await Promise.all([checkpointsIfAny(db, schema), store.headPosition(), readLeaseHolders(db, schema)]);
+  const [checkpoints, head, holders, now] = await Promise.all([
+    checkpointsIfAny(db, schema),
+    store.headPosition(),
+    readLeaseHolders(db, schema),
+    databaseNow(db),
+  ]);
   const selected = [...checkpoints.values()].filter((cp) => !names || names.includes(cp.name));
   // Past the bound the age is taken from the checkpoint's last move instead.
   const oldestAfter = oncePerPosition((position) =>
@@ -139,7 +151,8 @@ export async function readProjectionStatus(
     selected.map(async (cp): Promise<ProjectionStatus> => {
       const behind = head > cp.position;
       const since = behind ? ((await oldestAfter(cp.position)) ?? cp.updatedAt) : undefined;
-      const stale = behind && Date.now() - cp.updatedAt.getTime() > STALE_COUNT_MS;
+      const secondsSinceUpdate = secondsBetween(cp.updatedAt, now);
+      const stale = behind && secondsSinceUpdate * 1000 > STALE_COUNT_MS;
       const eventsBehind = behind ? Math.max(1, cp.eventsBehind, (stale ? await countedAfter(cp.position) : undefined) ?? 0) : 0;
       return {
         name: cp.name,
@@ -149,12 +162,13 @@ export async function readProjectionStatus(
         position: cp.position,
         headPosition: head,
         eventsBehind,
-        secondsBehind: since ? Math.max(0, (Date.now() - since.getTime()) / 1000) : 0,
+        secondsBehind: since ? secondsBetween(since, now) : 0,
         lastError: cp.lastError,
         failedEventId: cp.failedEventId,
         failedPosition: cp.failedPosition,
         failedStream: cp.failedStream,
         updatedAt: cp.updatedAt,
+        secondsSinceUpdate,
         owner: holders.get(cp.name)?.owner ?? null,
         leaseExpiresAt: holders.get(cp.name)?.expiresAt ?? null,
       };

@@ -191,7 +191,7 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
         const unheld = p.owner === null && p.state === 'running' ? ': no worker runs it (start crm project, or crm serve with projections inline)' : '';
         // Or a worker holds the lease and does not move the checkpoint (an old version's process, stuck):
         // named here only with a key, as the owner is a host name.
-        const still = p.owner && p.updatedAt ? Math.round((Date.now() - p.updatedAt.getTime()) / 1000) : 0;
+        const still = p.owner ? Math.round(p.secondsSinceUpdate ?? 0) : 0;
         const stuck =
           still > options.readyMaxLagSeconds
             ? `: the worker holding its lease${detailed ? ` (${p.owner})` : ''} has not moved it for ${still} s${detailed ? '' : ' (which one: GET /audit/projections)'}`

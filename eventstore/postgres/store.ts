@@ -546,9 +546,10 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
   const heldBack = async (): Promise<HeldBack> => {
     assertOpen();
     try {
-      const result = await sql<{ events: string; oldest: Date | null }>`
-        SELECT count(*)::text AS events, min(recorded_at) AS oldest FROM ${s}.events WHERE position >= ${FINAL_POSITION_BOUND}`.execute(db);
-      return { events: Number(result.rows[0]?.events ?? 0), oldestRecordedAt: result.rows[0]?.oldest ?? null };
+      const result = await sql<{ events: string; waited: number | string | null }>`
+        SELECT count(*)::text AS events, EXTRACT(EPOCH FROM clock_timestamp() - min(recorded_at))::float8 AS waited
+        FROM ${s}.events WHERE position >= ${FINAL_POSITION_BOUND}`.execute(db);
+      return { events: Number(result.rows[0]?.events ?? 0), oldestWaitedSeconds: Number(result.rows[0]?.waited ?? 0) };
     } catch (error) {
       throw mapError(error);
     }

@@ -57,7 +57,7 @@ describe('publisher series', () => {
 
 describe('events held back', () => {
   it('are left out of a scrape whose read failed or missed the bound, not reported as 0, with crm_metrics_source_up{source="held_back"} 0', async () => {
-    let read: () => Promise<HeldBack> = async () => ({ events: 3, oldestRecordedAt: new Date(Date.now() - 7_000) });
+    let read: () => Promise<HeldBack> = async () => ({ events: 3, oldestWaitedSeconds: 7.2 });
     const metrics = createApiMetrics({ heldBack: () => read() });
     const healthy = await metrics.registry.metrics();
     expect(sampleLines(healthy, 'crm_events_held_back')).toEqual(['crm_events_held_back 3']);

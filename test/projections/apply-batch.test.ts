@@ -35,7 +35,7 @@ afterAll(async () => {
   await schemas?.dropSchemas();
 });
 
-const noLag = { eventsBehind: 0, secondsBehind: 0 };
+const noLag = { eventsBehind: 0, newestRecordedAt: null };
 const freshSchema = () => `${schemas.read}_${(next += 1)}`;
 
 /** `n` recorded events at positions 1..n; `shape(i)` picks the stream and type of the i-th (1-based). */
@@ -215,13 +215,16 @@ describe('applyBatch', () => {
   it('applies a batch and moves the checkpoint in one transaction that does not wait for fsync; a projection without a filter gets every event', async () => {
     const r = await recorder();
     const events = recorded(5, (i) => ({ stream: i % 2 ? `deal-d${i}` : `customer-c${i}` }));
-    expect(await applyBatch(db, r.schema, r.projection, itemsOf(events), 7n, { eventsBehind: 3, secondsBehind: 1.5 })).toEqual({
+    expect(await applyBatch(db, r.schema, r.projection, itemsOf(events), 7n, { eventsBehind: 3, newestRecordedAt: new Date(Date.now() - 1_500) })).toEqual({
       kind: 'applied',
       position: 7n,
     });
     expect(await r.committed()).toEqual(ids(events));
     expect(r.syncCommit).toEqual(['off']);
-    expect(await r.checkpoint()).toMatchObject({ state: 'running', position: 7n, eventsBehind: 3, secondsBehind: 1.5, lastError: null, failedStream: null });
+    expect(await r.checkpoint()).toMatchObject({ state: 'running', position: 7n, eventsBehind: 3, lastError: null, failedStream: null });
+    // The newest event's age, taken as the checkpoint moved.
+    expect((await r.checkpoint())?.secondsBehind).toBeGreaterThanOrEqual(1.5);
+    expect((await r.checkpoint())?.secondsBehind).toBeLessThan(10);
     // Seen again: nothing is fresh, so the projection is not even called.
     expect(await applyBatch(db, r.schema, r.projection, itemsOf(events), 5n, noLag)).toEqual({ kind: 'applied', position: 7n });
     expect(r.calls).toEqual([5]);

@@ -243,7 +243,7 @@ describe('poison events', () => {
 });
 
 describe('one batch against its checkpoint', () => {
-  const noLag = { eventsBehind: 0, secondsBehind: 0 };
+  const noLag = { eventsBehind: 0, newestRecordedAt: null };
   /** A projection that only records what it is given, on a schema of its own with a fresh checkpoint. */
   const watching = async (name: string, filter?: Projection['filter']) => {
     const seen: ProjectedEvent[] = [];

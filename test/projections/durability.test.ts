@@ -34,7 +34,7 @@ describe('read-model batch durability', () => {
     const events = await storedEvents(h.store);
     const items = await decodeBatch(h.codec, events, () => true);
     const end = events.at(-1)!.position;
-    expect(await applyBatch(h.database.db, schema, probe, items, end, { eventsBehind: 0, secondsBehind: 0 })).toEqual({ kind: 'applied', position: end });
+    expect(await applyBatch(h.database.db, schema, probe, items, end, { eventsBehind: 0, newestRecordedAt: null })).toEqual({ kind: 'applied', position: end });
     expect(settings).toEqual(['off']);
     expect((await readCheckpoints(h.database.db, schema)).get(probe.name)).toMatchObject({ position: end });
     // Only that transaction: the server's setting outside it is untouched.

@@ -256,7 +256,7 @@ describe('projection leases', () => {
         await gate; // the process pauses mid-batch, its rows written but not committed
       },
     };
-    const lag = { eventsBehind: 0, secondsBehind: 0 };
+    const lag = { eventsBehind: 0, newestRecordedAt: null };
     const pausedBatch = applyBatch(h.database.db, schema, stalled, items, end, lag, {
       fence: (trx) => paused.assertHeld(trx, 'customers'),
       shouldRetry: () => false,
@@ -315,7 +315,7 @@ describe('projection leases', () => {
     expect(successor.owns('customers')).toBe(true);
     const events = (await storedEvents(h.store)).filter((e) => matchesFilter(customers.filter, e)).slice(0, 3);
     const items = await decodeBatch(h.codec, events, () => true);
-    const lag = { eventsBehind: 0, secondsBehind: 0 };
+    const lag = { eventsBehind: 0, newestRecordedAt: null };
     const end = events[events.length - 1]!.position;
     await expect(
       applyBatch(h.database.db, schema, poisoned, items, end, lag, { fence: (trx) => paused.assertHeld(trx, 'customers'), shouldRetry: () => false }),
