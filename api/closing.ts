@@ -16,9 +16,9 @@ const IDLE_LINGER_MS = 1_000;
 
 /** Resolves once the server holds no connection, or after `ms`. */
 const lingerWhileConnected = async (server: Server, ms: number): Promise<void> => {
-  const until = Date.now() + ms;
+  const until = performance.now() + ms;
   const connections = () => new Promise<number>((resolve) => server.getConnections((error, count) => resolve(error ? 0 : count)));
-  while (Date.now() < until && (await connections()) > 0) await new Promise((resolve) => setTimeout(resolve, 25));
+  while (performance.now() < until && (await connections()) > 0) await new Promise((resolve) => setTimeout(resolve, 25));
 };
 
 /** Closes the HTTP side; resolves true when every request in flight finished within `drainMs`, false when some were cut. */
@@ -58,14 +58,14 @@ export function registerClosing(app: FastifyInstance): CloseWithin {
   return async (drainMs) => {
     // Set before Fastify's close begins (it runs its hooks a tick later): nothing new is started from here.
     closing = true;
-    const started = Date.now();
+    const started = performance.now();
     // No new connection from here (net's close; http's would also end the idle ones at once, above).
     // Taken during the linger, one was cut by the close after it: a reset where a refused connection
     // tells a client its request was never sent (a soak's client reconnecting after its 503 met 8 to 15).
     if (app.server.listening) TcpServer.prototype.close.call(app.server);
     await lingerWhileConnected(app.server, Math.min(IDLE_LINGER_MS, drainMs));
     const closed = app.close();
-    if (await settlesWithin(closed, Math.max(0, drainMs - (Date.now() - started)))) {
+    if (await settlesWithin(closed, Math.max(0, drainMs - (performance.now() - started)))) {
       await closed;
       return true;
     }

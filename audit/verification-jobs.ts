@@ -278,13 +278,13 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
         return { id: running, done: Promise.resolve(), joined: true };
       }
       const id = fresh;
-      let lastWrite = 0;
+      let lastWrite = Number.NEGATIVE_INFINITY;
       let pending: Promise<unknown> = Promise.resolve();
       /** The last report, written or not: a finished job shows it. */
       let latest: VerificationProgress | null = null;
       const onProgress = (progress: VerificationProgress) => {
         latest = progress;
-        const now = Date.now();
+        const now = performance.now();
         if (now - lastWrite < PROGRESS_INTERVAL_MS) return;
         lastWrite = now;
         // Chained so progress writes never overtake one another or the final status.

@@ -265,7 +265,7 @@ async function compareAll(
 }
 
 export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions): Promise<ReadModelVerification> {
-  const started = Date.now();
+  const started = performance.now();
   const { projections } = options;
   const db = deps.database.db;
   const readSchema = deps.schemas.read;
@@ -367,7 +367,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       skipped,
       unmatchedMerges,
       farMerges,
-      durationMs: Date.now() - started,
+      durationMs: Math.round(performance.now() - started),
     };
   } finally {
     await dropShadow();

@@ -34,15 +34,15 @@ export function createProgress(options: ProgressOptions): Progress {
   const stream = options.stream ?? process.stderr;
   const tty = Boolean(stream.isTTY);
   const unit = options.unit ?? 'items';
-  const started = Date.now();
+  const started = performance.now();
   let total = options.total;
   let count = 0;
-  let lastDraw = 0;
+  let lastDraw = Number.NEGATIVE_INFINITY;
   let finished = false;
   const plainEvery = options.plainEveryMs ?? 2000;
 
   const line = (): string => {
-    const elapsed = Math.max(Date.now() - started, 1);
+    const elapsed = Math.max(performance.now() - started, 1);
     const rate = (count * 1000) / elapsed;
     const rateText = `${formatCount(Math.round(rate))} ${unit}/s`;
     if (total && total > 0) {
@@ -57,7 +57,7 @@ export function createProgress(options: ProgressOptions): Progress {
 
   const draw = (force = false): void => {
     if (options.quiet || finished) return;
-    const now = Date.now();
+    const now = performance.now();
     if (tty) {
       if (!force && now - lastDraw < 100) return;
       stream.write(`\r\x1b[2K${line()}`);
@@ -81,7 +81,7 @@ export function createProgress(options: ProgressOptions): Progress {
     done(summary, outcome = 'done') {
       if (finished) return;
       if (!options.quiet) {
-        const elapsed = Date.now() - started;
+        const elapsed = performance.now() - started;
         const rate = Math.round((count * 1000) / Math.max(elapsed, 1));
         const text = `${options.label} ${outcome}: ${formatCount(count)} ${unit} in ${formatDuration(elapsed)} (${formatCount(rate)} ${unit}/s)${summary ? `, ${summary}` : ''}`;
         stream.write(tty ? `\r\x1b[2K${text}\n` : `${text}\n`);

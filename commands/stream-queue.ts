@@ -90,11 +90,11 @@ interface Group<C, T> {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** Resolves true when `promise` settles before `deadline` (epoch ms), false otherwise. */
+/** Resolves true when `promise` settles before `deadline` (performance.now() ms), false otherwise. */
 const settlesBy = async (promise: Promise<unknown>, deadline: number): Promise<boolean> => {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+    timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()));
   });
   try {
     return await Promise.race([
@@ -148,7 +148,7 @@ export function createStreamQueue(options: Partial<StreamQueueOptions> = {}): St
     pending++;
   };
 
-  const jitter = (round: number, deadline: number) => sleep(Math.min(Math.random() * 2 * (round + 1), Math.max(0, deadline - Date.now())));
+  const jitter = (round: number, deadline: number) => sleep(Math.min(Math.random() * 2 * (round + 1), Math.max(0, deadline - performance.now())));
 
   /** Runs a group when its turn has come: rounds until every member has its outcome or its time is spent. */
   const runGroup = async <C, T>(stream: string, group: Group<C, T>): Promise<void> => {
@@ -170,7 +170,7 @@ export function createStreamQueue(options: Partial<StreamQueueOptions> = {}): St
         live = live.filter((_, i) => outcomes[i] === 'later');
         continue;
       }
-      const now = Date.now();
+      const now = performance.now();
       for (const member of live.filter((m) => now >= m.deadline)) {
         member.reject(busy('contention', stream, `${stream} kept changing under this command for ${windowMs} ms; retry shortly.`));
       }
@@ -186,7 +186,7 @@ export function createStreamQueue(options: Partial<StreamQueueOptions> = {}): St
     redecided: () => redecided,
     async run(stream, claimedStream, attempt) {
       admit(stream);
-      const deadline = Date.now() + windowMs;
+      const deadline = performance.now() + windowMs;
       let release!: () => void;
       const mine = new Promise<void>((resolve) => {
         release = resolve;
@@ -202,7 +202,7 @@ export function createStreamQueue(options: Partial<StreamQueueOptions> = {}): St
             return await attempt();
           } catch (error) {
             if (!(error instanceof WrongExpectedRevision) || error.stream === claimedStream) throw error;
-            if (Date.now() >= deadline) {
+            if (performance.now() >= deadline) {
               throw busy('contention', stream, `${stream} kept changing under this command for ${windowMs} ms; retry shortly.`);
             }
             redecided++;
@@ -218,7 +218,7 @@ export function createStreamQueue(options: Partial<StreamQueueOptions> = {}): St
     },
     async join<C, T>(stream: string, command: C, attempt: GroupAttempt<C, T>): Promise<T> {
       admit(stream);
-      const deadline = Date.now() + windowMs;
+      const deadline = performance.now() + windowMs;
       let group = forming.get(stream) as Group<C, T> | undefined;
       let waitFor: Promise<void> | undefined;
       if (!group) {

@@ -95,6 +95,7 @@ export class WebhookLoop {
    * at once (a second POST within milliseconds of a 503 with Retry-After), counted from 1, and the
    * hour after which retries give up never ran out for a subscription edited now and then.
    */
+  /** The retry series in progress; its times are performance.now() milliseconds (a step of the wall clock stretches no wait). */
   private retry: { eventId: string; attempt: number; firstFailureAt: number; retryAt: number; url: string } | undefined;
   /**
    * Whether the first event this loop delivers was looked up in the delivery log: a restart of the
@@ -186,7 +187,7 @@ export class WebhookLoop {
     let stored = publisher.position;
     let reached = publisher.position;
     let unsaved: Success[] = [];
-    let savedAt = Date.now();
+    let savedAt = performance.now();
     const save = async (): Promise<boolean> => {
       if (reached === stored) return true;
       const batch = unsaved;
@@ -197,7 +198,7 @@ export class WebhookLoop {
         return true;
       });
       unsaved = [];
-      savedAt = Date.now();
+      savedAt = performance.now();
       stored = reached;
       return moved;
     };
@@ -219,7 +220,7 @@ export class WebhookLoop {
       }
       unsaved.push(outcome);
       reached = item.recorded.position;
-      if (unsaved.length >= policy.checkpointEvery || Date.now() - savedAt >= policy.checkpointEveryMs) {
+      if (unsaved.length >= policy.checkpointEvery || performance.now() - savedAt >= policy.checkpointEveryMs) {
         // Moved under us (replay, delete, lease lost): start over from the row.
         if (!(await save())) return 0;
       }
@@ -243,14 +244,15 @@ export class WebhookLoop {
         this.retry = {
           eventId: first.recorded.id,
           attempt: series.attempt,
-          firstFailureAt: series.startedAt.getTime(),
-          retryAt: series.nextRetryAt.getTime(),
+          // The stored series, set by an earlier process on the wall clock, taken onto this one's monotonic clock.
+          firstFailureAt: performance.now() - (Date.now() - series.startedAt.getTime()),
+          retryAt: performance.now() + (series.nextRetryAt.getTime() - Date.now()),
           url,
         };
     }
     // Carried while its retry is due: one whose time passed long ago was left when a replay moved the
     // loop elsewhere (or it was disabled between two polls), and this is a new series.
-    const carried = this.retry?.eventId === first.recorded.id && Date.now() - this.retry.retryAt <= policy.maxRetryMs ? this.retry : undefined;
+    const carried = this.retry?.eventId === first.recorded.id && performance.now() - this.retry.retryAt <= policy.maxRetryMs ? this.retry : undefined;
     let firstFailureAt = carried?.firstFailureAt;
     // Another address (the URL changed) may answer now: tried at once, still counted on.
     if (carried && carried.url === url && !(await this.waitUntil(carried.retryAt))) return 'interrupted';
@@ -276,14 +278,14 @@ export class WebhookLoop {
         return { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error: null, nextRetryAt: null };
       }
       if (this.stopped) return 'interrupted';
-      firstFailureAt ??= Date.now();
+      firstFailureAt ??= performance.now();
       // A receiver that says when to come back (429, 503 with Retry-After) is not asked sooner; the cap
       // still holds, so a hostile or mistaken value cannot park the subscription beyond the usual back-off.
       const delay = Math.max(retryDelay(policy, attempt), Math.min(answer.retryAfterMs ?? 0, policy.maxRetryMs));
       // 410 Gone: the receiver says the endpoint will not come back (Standard Webhooks: stop sending), so
       // the subscription pauses at once instead of retrying for `retryForMs`; enabling it resumes it.
       const gone = answer.status === 410;
-      const pause = gone || Date.now() + delay - firstFailureAt > policy.retryForMs;
+      const pause = gone || performance.now() + delay - firstFailureAt > policy.retryForMs;
       const nextRetryAt = pause ? null : new Date(Date.now() + delay);
       const error = gone ? 'HTTP 410: the receiver says this endpoint is gone' : (answer.error ?? `HTTP ${answer.status}`);
       // The receiver as the log may name it: no credentials, in the userinfo, the path or the query.
@@ -307,7 +309,7 @@ export class WebhookLoop {
         );
         return 'paused';
       }
-      const retryAt = Date.now() + delay;
+      const retryAt = performance.now() + delay;
       this.retry = { eventId, attempt, firstFailureAt, retryAt, url };
       if (!(await this.waitUntil(retryAt))) return 'interrupted';
     }
@@ -316,8 +318,8 @@ export class WebhookLoop {
   /** Waits until `at`; false when the loop stops or the subscription changes first. */
   private async waitUntil(at: number): Promise<boolean> {
     // `wait` also returns early on new events: keep waiting out the delay unless interrupted.
-    while (!this.stopped && !this.stale && at > Date.now()) {
-      await this.deps.feed.wait(at - Date.now(), AbortSignal.any([this.controller.signal, this.interrupt.signal]));
+    while (!this.stopped && !this.stale && at > performance.now()) {
+      await this.deps.feed.wait(at - performance.now(), AbortSignal.any([this.controller.signal, this.interrupt.signal]));
     }
     return !this.stopped && !this.stale;
   }

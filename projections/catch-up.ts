@@ -101,12 +101,12 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
   const horizonWaitMs = options.horizonWaitMs ?? 30_000;
   const readPage = async (fromPosition: bigint): Promise<RecordedEvent[]> => {
     if (fromPosition >= headPosition) return [];
-    const deadline = Date.now() + horizonWaitMs;
+    const deadline = performance.now() + horizonWaitMs;
     for (let pause = 5; ; pause = Math.min(pause * 2, 200)) {
       const page = await store.readAll({ fromPosition, maxCount: pageSize });
       if (page.length > 0) return page.filter((e) => e.position <= headPosition);
       if (stopped) return [];
-      if (Date.now() >= deadline) {
+      if (performance.now() >= deadline) {
         throw new Error(
           `The event feed stayed behind position ${fromPosition} for ${horizonWaitMs / 1000} s while later events exist: a transaction that wrote events is still open. Run the command again once it ended.`,
         );
@@ -150,10 +150,10 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
   const applyOptions: ApplyOptions = {
     ...given,
     onTransientError: (error) => {
-      failingSince ??= Date.now();
+      failingSince ??= performance.now();
       given?.onTransientError?.(error);
     },
-    shouldRetry: () => (given?.shouldRetry?.() ?? true) && !options.signal?.aborted && Date.now() - (failingSince ?? Date.now()) < faultRetryMs,
+    shouldRetry: () => (given?.shouldRetry?.() ?? true) && !options.signal?.aborted && performance.now() - (failingSince ?? performance.now()) < faultRetryMs,
   };
   const waiting: (() => void)[] = [];
   const changed = () => {

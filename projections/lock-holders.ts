@@ -47,7 +47,7 @@ export async function retryWhileHeld<T>(
   work: () => Promise<T>,
   options: { what: string; left: string; on: { schemas?: readonly string[]; relations?: readonly string[] }; boundMs?: number },
 ): Promise<T> {
-  const started = Date.now();
+  const started = performance.now();
   const deadline = started + (options.boundMs ?? VIEWS_LOCK_BOUND_MS);
   const backoff = createBackoff({ initialMs: 250, maxMs: 4_000 });
   for (;;) {
@@ -56,8 +56,8 @@ export async function retryWhileHeld<T>(
     } catch (error) {
       if (!isLockNotGranted(error)) throw error;
       const wait = backoff.next();
-      if (Date.now() + wait > deadline) {
-        throw new ReadModelsHeld(options.what, options.left, Date.now() - started, await sessionsHolding(db, options.on), { cause: error });
+      if (performance.now() + wait > deadline) {
+        throw new ReadModelsHeld(options.what, options.left, performance.now() - started, await sessionsHolding(db, options.on), { cause: error });
       }
       await pause(wait);
     }

@@ -209,7 +209,7 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
     const attempts = options.maxSwapAttempts ?? 20;
     /** Swaps rolled back because the shadow was behind (or a deadlock): a lock not granted is bounded by time instead. */
     let behind = 0;
-    let lockedSince = Date.now();
+    let lockedSince = performance.now();
     const lockBackoff = createBackoff({ initialMs: 250, maxMs: 4_000 });
     for (let attempt = 1; ; attempt++) {
       // A swap kept waiting (a long query holds a live table) is retried: each retry is a safe point.
@@ -243,18 +243,18 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
         // Another session (a BI query or open transaction on a reporting view, a long read) holds what
         // the swap replaces: tried again with a growing pause, each try waiting briefly, within a bound.
         const wait = lockBackoff.next();
-        if (Date.now() + wait > lockedSince + (options.swapLockBoundMs ?? SWAP_LOCK_BOUND_MS)) {
+        if (performance.now() + wait > lockedSince + (options.swapLockBoundMs ?? SWAP_LOCK_BOUND_MS)) {
           throw new ReadModelsHeld(
             `swap in the rebuilt ${names.join(', ')}`,
             'the live read models are as they were (its rebuilt tables were dropped)',
-            Date.now() - lockedSince,
+            performance.now() - lockedSince,
             await sessionsHolding(db, { relations: Object.values(await swappedRelations(db, schema, selected)).flat() }),
           );
         }
         await pause(wait, options.signal);
         continue;
       }
-      lockedSince = Date.now();
+      lockedSince = performance.now();
       lockBackoff.reset();
       if (swapped !== 'behind') {
         const { position, notRestored } = swapped;
@@ -285,14 +285,14 @@ const RESTORE_STATES_MS = 15_000;
  * views until some later crm command set them right.
  */
 async function restoreStates(restore: () => Promise<unknown>): Promise<void> {
-  const deadline = Date.now() + RESTORE_STATES_MS;
+  const deadline = performance.now() + RESTORE_STATES_MS;
   const backoff = createBackoff({ initialMs: 100, maxMs: 2_000 });
   for (;;) {
     try {
       await restore();
       return;
     } catch {
-      if (Date.now() > deadline) return;
+      if (performance.now() > deadline) return;
       await pause(backoff.next());
     }
   }
@@ -327,11 +327,11 @@ async function whileFeedHeld<T>(db: Kysely<unknown>, work: () => Promise<T>): Pr
     await sql`SET LOCAL idle_in_transaction_session_timeout = ${sql.lit(FEED_HOLD_IDLE_BOUND)}`.execute(hold);
     const { rows } = await sql<{ xid: string }>`SELECT pg_current_xact_id()::text AS xid`.execute(hold);
     const own = BigInt(rows[0]!.xid);
-    const deadline = Date.now() + OLDER_TRANSACTIONS_WAIT_MS;
+    const deadline = performance.now() + OLDER_TRANSACTIONS_WAIT_MS;
     for (;;) {
       const { rows: snapshot } = await sql<{ xmin: string }>`SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin`.execute(hold);
       // A transaction open for long elsewhere: go ahead; the swap checks the positions anyway.
-      if (BigInt(snapshot[0]!.xmin) >= own || Date.now() > deadline) break;
+      if (BigInt(snapshot[0]!.xmin) >= own || performance.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 5));
     }
     return work();

@@ -159,7 +159,11 @@ export class ProjectionRunner {
   private recovering = false;
   private watchdog: NodeJS.Timeout | undefined;
   private watching = false;
-  /** Per projection: the position last seen by the watchdog and since when it has not moved (ms). */
+  /**
+   * Per projection: the position last seen by the watchdog and since when it has not moved, in
+   * performance.now() ms: on Date.now(), a wall clock set back an hour (NTP, a VM resumed) left a
+   * stalled feed unrestarted for that hour.
+   */
   private readonly stillSince = new Map<string, { position: bigint; since: number }>();
   /** Events of the batch being applied now (back-pressure reads the backlog). */
   private applying = 0;
@@ -223,10 +227,13 @@ export class ProjectionRunner {
         throw new Error(`Projections ${changed.map((p) => p.name).join(', ')} changed version or variant: rebuild them (crm rebuild)`);
       }
       this.options.log?.('rebuilding projections whose version or variant changed', { names: changed.map((p) => p.name) });
-      const started = Date.now();
+      const started = performance.now();
       await this.options.onVersionChange(changed.map((p) => p.name));
       // Said when done too: an operator watching an upgrade saw it begin and nothing after.
-      this.options.log?.('rebuilt projections whose version or variant changed', { names: changed.map((p) => p.name), seconds: (Date.now() - started) / 1000 });
+      this.options.log?.('rebuilt projections whose version or variant changed', {
+        names: changed.map((p) => p.name),
+        seconds: (performance.now() - started) / 1000,
+      });
     }
     this.started = true;
     await this.reloadCheckpoints();
@@ -571,7 +578,7 @@ export class ProjectionRunner {
     this.watching = true;
     try {
       const [checkpoints, head] = await Promise.all([readCheckpoints(this.options.db, this.options.schema), this.options.store.headPosition()]);
-      const now = Date.now();
+      const now = performance.now();
       const stallMs = this.options.stallMs ?? 5_000;
       let restart: string | undefined;
       // The store lost events under a running server (restored from an older backup, its tail cut): checked
@@ -592,7 +599,7 @@ export class ProjectionRunner {
         // machine can take longer than stallMs): restarting then only read its events again.
         if (!seen || seen.position !== cp.position || this.applying > 0) this.stillSince.set(p.name, { position: cp.position, since: now });
         else if (now - seen.since >= stallMs)
-          restart ??= `projection ${p.name} has not moved from ${cp.position} for ${now - seen.since} ms while the head is ${head}`;
+          restart ??= `projection ${p.name} has not moved from ${cp.position} for ${Math.round(now - seen.since)} ms while the head is ${head}`;
       }
       if (restart && this.running && !this.recovering) {
         this.options.log?.('projection watchdog restarts the feed', { reason: restart });

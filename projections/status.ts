@@ -89,12 +89,12 @@ const countAfter = (store: EventStore, position: bigint, head: bigint): Promise<
  * behind an open transaction, which on a busy database is almost always, past the bound.
  */
 export function lagReader(store: EventStore, head: bigint, now: Date) {
-  const deadline = Date.now() + LAG_READ_TIMEOUT_MS;
+  const deadline = performance.now() + LAG_READ_TIMEOUT_MS;
   let queue: Promise<unknown> = Promise.resolve();
   /** One read at a time, none begun past the deadline, each given up at it (undefined). */
   const inTurn = <T>(read: () => Promise<T>): Promise<T | undefined> => {
     const turn = queue.then(() => {
-      const left = deadline - Date.now();
+      const left = deadline - performance.now();
       return left > 0 ? boundedRead(read(), left) : undefined;
     });
     queue = turn.catch(() => undefined);
@@ -202,7 +202,7 @@ export async function waitForCheckpoints(
   } = {},
 ): Promise<void> {
   const timeoutMs = options.timeoutMs ?? 5_000;
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
     const checkpoints = await checkpointsIfAny(db, schema);
     const short = [...checkpoints.values()].filter((cp) => (!options.names || options.names.includes(cp.name)) && cp.position < position);
@@ -218,7 +218,7 @@ export async function waitForCheckpoints(
     const behind = short.filter((cp) => !isStopped(cp)).map((cp) => ({ name: cp.name, position: cp.position }));
     for (const name of options.names ?? []) if (!checkpoints.has(name)) behind.push({ name, position: 0n });
     if (behind.length === 0) return;
-    if (Date.now() >= deadline) throw new ReadModelTimeout(position, timeoutMs, behind);
-    await new Promise((r) => setTimeout(r, Math.min(options.pollMs ?? 10, Math.max(1, deadline - Date.now()))));
+    if (performance.now() >= deadline) throw new ReadModelTimeout(position, timeoutMs, behind);
+    await new Promise((r) => setTimeout(r, Math.min(options.pollMs ?? 10, Math.max(1, deadline - performance.now()))));
   }
 }

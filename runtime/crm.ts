@@ -737,10 +737,10 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
      * or, cleared meanwhile by an operator in another process, it is waited for there.
      */
     const waitInRunner = async (position: bigint, timeoutMs: number): Promise<void> => {
-      const until = Date.now() + timeoutMs;
+      const until = performance.now() + timeoutMs;
       const names = projections.map((p) => p.name);
       const inTable = () =>
-        waitForCheckpoints(database.db, config.schemas.read, position, { timeoutMs: Math.max(0, until - Date.now()), names, refuseStopped: true });
+        waitForCheckpoints(database.db, config.schemas.read, position, { timeoutMs: Math.max(0, until - performance.now()), names, refuseStopped: true });
       if (runner.stoppedBefore(position, undefined)) return inTable();
       await runner.waitForPosition(position, timeoutMs);
       if (runner.stoppedBefore(position, undefined)) return inTable();

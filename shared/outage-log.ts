@@ -32,7 +32,7 @@ export class OutageLog {
 
   /** A failed attempt; `details` (what was tried: a URL, a status) go with the line when one is logged. */
   failed(error: string, details: Record<string, unknown> = {}): void {
-    const now = Date.now();
+    const now = performance.now();
     const outage = this.outage;
     if (!outage) {
       this.outage = { since: now, attempts: 1, lastError: error, loggedAt: now };
@@ -66,7 +66,7 @@ export class OutageLog {
       ...this.context,
       ...details,
       failedAttempts: outage.attempts,
-      failedForSeconds: Math.round((Date.now() - outage.since) / 100) / 10,
+      failedForSeconds: Math.round((performance.now() - outage.since) / 100) / 10,
       lastError: outage.lastError,
     });
   }
@@ -89,7 +89,7 @@ export function withoutRepeats(log: Log | undefined): Log | undefined {
       log(message, details, level);
       return;
     }
-    const now = Date.now();
+    const now = performance.now();
     const last = seen.get(message);
     if (last && now - last.at < REPEAT_EVERY_MS) {
       last.left++;

@@ -41,7 +41,7 @@ The same as POST /analytics/models. Safe to interrupt: nothing is stored until t
       await runtime.startProjections();
       await runtime.setUpDone();
       run.err('Catching up the analytics projection, then fitting...');
-      const started = Date.now();
+      const started = performance.now();
       const summary = await runtime.analytics
         .fitModels({
           ...(asOf ? { asOf } : {}),
@@ -70,7 +70,7 @@ The same as POST /analytics/models. Safe to interrupt: nothing is stored until t
       }
       const f = (x: number | null) => (x === null ? 'null' : String(Number(x.toPrecision(4))));
       run.out(
-        `Model version ${summary.version} fitted on ${summary.customers} customers as of ${summary.asOf} (${summary.timeUnit}s) in ${((Date.now() - started) / 1000).toFixed(1)} s.`,
+        `Model version ${summary.version} fitted on ${summary.customers} customers as of ${summary.asOf} (${summary.timeUnit}s) in ${((performance.now() - started) / 1000).toFixed(1)} s.`,
       );
       run.out(`  BG/NBD:      r=${f(summary.bgnbd.r)} alpha=${f(summary.bgnbd.alpha)} a=${f(summary.bgnbd.a)} b=${f(summary.bgnbd.b)}`);
       run.out(`  Gamma-Gamma: p=${f(summary.gammaGamma.p)} q=${f(summary.gammaGamma.q)} v=${f(summary.gammaGamma.v)}`);

@@ -37,12 +37,12 @@ run again: a table rewritten is complete, the others are left as they were.`,
           run.err(`crm purge-erased: stopped after ${i} of ${tables.length} tables; run it again to write the others anew.`);
           return 130;
         }
-        const started = Date.now();
+        const started = performance.now();
         const sizes = await rewriteTable(database.db, table);
         before += sizes.bytesBefore;
         after += sizes.bytesAfter;
         run.err(
-          `[${i + 1}/${tables.length}] ${table.schema}.${table.table}: ${megabytes(sizes.bytesBefore)} -> ${megabytes(sizes.bytesAfter)} (${Date.now() - started} ms)`,
+          `[${i + 1}/${tables.length}] ${table.schema}.${table.table}: ${megabytes(sizes.bytesBefore)} -> ${megabytes(sizes.bytesAfter)} (${Math.round(performance.now() - started)} ms)`,
         );
       }
       run.out(`Wrote ${tables.length} tables anew (${megabytes(before)} -> ${megabytes(after)}): no old row version of them is left in the database files.`);

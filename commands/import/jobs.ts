@@ -266,9 +266,9 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
    */
   const saver = (job: ImportJob) => {
     let chain: Promise<void> = Promise.resolve();
-    let lastSaved = Date.now();
+    let lastSaved = performance.now();
     const save = () => {
-      lastSaved = Date.now();
+      lastSaved = performance.now();
       // A failed save (the database blipped) is retried by the next one; only the last must succeed.
       chain = chain
         .then(() => records.save(job))
@@ -282,7 +282,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
     heartbeat.unref();
     return {
       changed: () => {
-        if (Date.now() - lastSaved >= saveIntervalMs) void save();
+        if (performance.now() - lastSaved >= saveIntervalMs) void save();
       },
       /** Saves now (the upload is in: other processes show its size at once); never rejects. */
       save,
@@ -297,14 +297,14 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
         clearInterval(heartbeat);
         await chain;
         const ended: ImportJob = { ...job, ...end, finishedAt: new Date().toISOString() };
-        const giveUpAt = Date.now() + END_RECORDED_WITHIN_MS;
+        const giveUpAt = performance.now() + END_RECORDED_WITHIN_MS;
         const attempt = async (n: number): Promise<boolean> => {
           try {
             await records.finish(ended);
             return true;
           } catch (error) {
             // Tried again only while the database is away; any other failure, a closing process or the bound lets it go.
-            if (!(error instanceof EventStoreUnavailable) || closing.signal.aborted || Date.now() >= giveUpAt) {
+            if (!(error instanceof EventStoreUnavailable) || closing.signal.aborted || performance.now() >= giveUpAt) {
               await records.letGo(ended);
               return true;
             }
@@ -455,7 +455,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
             return ours(outcome);
           } catch (error) {
             if (!(error instanceof EventStoreUnavailable) || stop.signal.aborted) throw error;
-            outageSince ??= Date.now();
+            outageSince ??= performance.now();
             if (attempt) storedBefore += attempt.imported - attempt.alreadyPresent;
             attempt = undefined;
             reportedUpTo = Math.max(reportedUpTo, job.rejectedRows.at(-1)?.line ?? 0);
@@ -463,7 +463,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
             progress.changed();
             // Until the database answers (the job's record is saved) and says the job is still ours.
             for (let held: boolean | undefined; held === undefined;) {
-              if (Date.now() - outageSince >= DATABASE_AWAITED_MS) throw error;
+              if (performance.now() - outageSince >= DATABASE_AWAITED_MS) throw error;
               await pause(backoff.next(), stop.signal);
               if (stop.signal.aborted)
                 throw new Error('stopped by a shutdown while waiting for the database: send the same file again to finish (nothing is appended twice)', {

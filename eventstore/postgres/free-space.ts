@@ -61,7 +61,7 @@ export const keepingDiskFree = (pglite: PGlite, folder: string, minFreeMb: numbe
   let free = Number.POSITIVE_INFINITY;
   let readOnly = false;
   const short = (): boolean => {
-    const now = Date.now();
+    const now = performance.now();
     if (now - checkedAt >= CHECK_EVERY_MS) {
       checkedAt = now;
       try {

@@ -36,9 +36,9 @@ export const settleFinal = async (
   seen: { bound: bigint; committedHead: bigint },
   maxWaitMs = 3_000,
 ): Promise<void> => {
-  const deadline = Date.now() + maxWaitMs;
+  const deadline = performance.now() + maxWaitMs;
   let { bound } = seen;
-  while (seen.committedHead >= bound && Date.now() < deadline) {
+  while (seen.committedHead >= bound && performance.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 10));
     ({ bound } = await finalBoundAndHead(db, schema));
   }

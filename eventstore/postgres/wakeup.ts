@@ -34,14 +34,14 @@ export const createWakeup = (database: SqlDatabase, schema: string, options: { i
   const wakes = perDatabase.get(channel) ?? new Set<() => void>();
   perDatabase.set(channel, wakes);
 
-  let lastNotify = 0;
+  let lastNotify = Number.NEGATIVE_INFINITY;
   let trailing: NodeJS.Timeout | undefined;
   let closed = false;
 
   const notify = (): void => {
     trailing = undefined;
     if (closed) return;
-    lastNotify = Date.now();
+    lastNotify = performance.now();
     sql`SELECT pg_notify(${channel}, '')`.execute(database.db).catch(() => undefined);
   };
 
@@ -50,7 +50,7 @@ export const createWakeup = (database: SqlDatabase, schema: string, options: { i
       for (const wake of wakes) wake();
       // PGlite lives in this process only: the direct wake-up above reaches every subscriber.
       if (database.kind !== 'postgres' || closed || trailing) return;
-      const wait = lastNotify + interval - Date.now();
+      const wait = lastNotify + interval - performance.now();
       if (wait <= 0) notify();
       else trailing = setTimeout(notify, wait);
     },

@@ -8,7 +8,8 @@ import { readPublisherStatus } from '../../integration/publishers.ts';
 import { integrationTables, NATS_PUBLISHER, type IntegrationTables } from '../../integration/tables.ts';
 import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
 import type { Projection } from '../../projections/projection.ts';
-import { readProjectionStatus } from '../../projections/status.ts';
+import { ReadModelTimeout } from '../../projections/errors.ts';
+import { readProjectionStatus, waitForCheckpoints } from '../../projections/status.ts';
 import { testSchemas } from '../support/postgres.ts';
 
 /**
@@ -79,5 +80,15 @@ describe('lag with this host clock set apart from the database server clock', ()
       expect(seconds).toBeGreaterThanOrEqual(1.4);
       expect(seconds).toBeLessThan(30);
     }
+  });
+});
+
+describe('a wait with the wall clock set back', () => {
+  it('ends at its timeout: read-your-writes is timed on the monotonic clock', async () => {
+    const waiting = waitForCheckpoints(database.db, schemas.read, 1_000_000n, { timeoutMs: 300, names: [customers.name] });
+    // Set back an hour (NTP, a VM resumed) as the wait runs, and standing still there.
+    skewClock(-3_600_000);
+    const outcome = await Promise.race([waiting.catch((error: unknown) => error), sleep(3_000).then(() => 'still waiting')]);
+    expect(outcome).toBeInstanceOf(ReadModelTimeout);
   });
 });

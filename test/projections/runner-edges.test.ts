@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { EventCodec } from '../../projections/apply-batch.ts';
 import { CHECKPOINT_TABLE, migrateCheckpoints, setState } from '../../projections/checkpoints.ts';
 import { ProjectionLeases } from '../../projections/leases.ts';
@@ -251,6 +251,31 @@ describe('the watchdog, timings', () => {
     store.append(1);
     await eventually(() => store.feeds.length === 2, 'the restart of the stalled feed', 4_000);
     await runner.waitForPosition(3n);
+  });
+});
+
+describe('the watchdog and the wall clock', () => {
+  it('restarts a stalled feed after the stall time though the wall clock was set back an hour meanwhile (NTP, a VM resumed)', async () => {
+    const p = recording('customers');
+    const { runner, store, logged } = await startRunner([p.projection], { watchdogMs: 10, stallMs: 100 });
+    store.append(2);
+    await runner.waitForPosition(2n);
+    let rounds = 0;
+    const headPosition = store.headPosition.bind(store);
+    store.headPosition = async () => ((rounds += 1), headPosition());
+    store.current.stalled = true;
+    store.append(1);
+    // A round has seen the projection stand still behind the head: the stall is timed from there.
+    await eventually(() => rounds >= 2, 'two watchdog rounds');
+    // Only Date is faked (set back, and standing still there): timers and performance.now() run on.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() - 3_600_000 });
+    try {
+      await eventually(() => store.feeds.length === 2, 'the restart of the stalled feed', 4_000);
+      await runner.waitForPosition(3n);
+      expect(logged('projection watchdog restarts the feed')).toHaveLength(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
