@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { customerCommandSchemas } from '../../domain/customer/commands.ts';
+import { Currency } from '../../domain/money.ts';
 import { inNfc, Tag } from '../../domain/shared.ts';
 import type { RouteContext } from '../route-context.ts';
 import { commandRoute } from '../command-route.ts';
@@ -38,8 +39,17 @@ export const CustomerListFilters = {
   source: z.string().min(1).max(100).optional(),
   marketingConsent: BooleanQuery.optional().describe('true: the customers who consent to marketing (an audience list); false: those who do not'),
   ownerId: UserFilter.describe('Account owner: a user id, or `me` for the user the API key belongs to (400 for a key of no user)'),
-  minRevenue: decimalNumber(z.number().nonnegative()).optional(),
-  maxRevenue: decimalNumber(z.number().nonnegative()).optional(),
+  currency: Currency.optional().describe(
+    "Headline currency (`currency`, the first purchase's in business time): with `minRevenue`/`maxRevenue`, amounts in one currency",
+  ),
+  minRevenue: decimalNumber(z.number().nonnegative())
+    .optional()
+    .describe(
+      "Net revenue at least this, in each customer's headline `currency`, not the base currency (1000 matches 1000 JPY too): add `currency=` to compare like with like",
+    ),
+  maxRevenue: decimalNumber(z.number().nonnegative())
+    .optional()
+    .describe("Net revenue at most this, in each customer's headline `currency`, not the base currency: add `currency=` to compare like with like"),
   sort: CustomerSort.default('-createdAt').describe('Field, `-` for descending'),
 };
 

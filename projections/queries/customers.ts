@@ -52,6 +52,12 @@ export interface CustomerListQuery {
   marketingConsent?: boolean;
   /** The account owner (a user id). */
   ownerId?: string;
+  /** The headline currency (`currency`, the first purchase's in business time): three letters, e.g. JPY. */
+  currency?: string;
+  /**
+   * Net revenue in each customer's headline currency (`revenue`), not in the base currency: 1000 matches
+   * 1000 JPY as well as 1000 EUR. `currency` makes the comparison one of like with like.
+   */
   minRevenue?: number;
   maxRevenue?: number;
   /** name | createdAt | revenue | lastPurchaseAt | orderCount, `-` prefix for descending. Default `-createdAt`. */
@@ -131,7 +137,12 @@ const SORTS: Record<PurchaseKeysAt, Record<string, SortSpec>> = {
   customers: sortsFrom('customers'),
 };
 
-/** `minRevenue`, `maxRevenue`: on the indexed revenue, so that a page sorted by revenue is one index range. */
+/**
+ * `minRevenue`, `maxRevenue`: on the indexed revenue, so that a page sorted by revenue is one index range.
+ * That is the headline-currency figure: the base-currency revenue is computed at query time from the
+ * rates (projections/queries/exchange-rates.ts), so no index can hold it (a rate set late would move
+ * every customer with an amount in that currency).
+ */
 const revenueFilters = (query: CustomerListQuery, at: PurchaseKeysAt): RawBuilder<unknown>[] => {
   const revenue = sql.ref(`${at === 'customer_purchase_keys' ? 'k' : 't'}.revenue`);
   return [
@@ -183,6 +194,7 @@ export async function listCustomers(
   // In any case: `vip` finds the customers tagged `VIP` (domain/customer/tags.ts).
   if (query.tag) where.push(sql`t.tag_keys @> ARRAY[${tagKey(query.tag)}]::text[]`);
   if (query.source) where.push(sql`t.source = ${query.source}`);
+  if (query.currency) where.push(sql`t.currency = ${query.currency}`);
   // An audience: a merged duplicate's consent is no account's (its primary's own consent decides), and a
   // forgotten customer is nobody to write to, whatever consent their row last held.
   if (query.marketingConsent === true) where.push(sql`t.marketing_consent AND t.merged_into IS NULL AND t.status <> 'forgotten'`);

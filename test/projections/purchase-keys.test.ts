@@ -22,6 +22,8 @@ let runner: ProjectionRunner;
 let q: ReturnType<typeof createReadModelQueries>;
 const owners = [randomUUID(), randomUUID(), randomUUID()];
 const customers = Array.from({ length: 24 }, () => randomUUID());
+/** A customer whose every purchase is in yen: a large headline revenue worth little in the base currency. */
+const yenCustomer = randomUUID();
 
 const day = (n: number) => new Date(Date.UTC(2025, 0, 1 + n, 10)).toISOString();
 
@@ -57,6 +59,9 @@ beforeAll(async () => {
   await run({ type: 'AssignCustomerOwner', customerId: customers[3]!, ownerId: owners[1]! });
   await run({ type: 'AssignCustomerOwner', customerId: customers[4]!, ownerId: owners[2]! });
   await run({ type: 'ForgetCustomer', customerId: customers[17]! });
+  await run({ type: 'RegisterCustomer', customerId: yenCustomer, name: 'Yen buyer', email: 'yen@example.com' });
+  await run({ type: 'AssignCustomerOwner', customerId: yenCustomer, ownerId: owners[0]! });
+  await run({ type: 'RecordPurchase', customerId: yenCustomer, orderId: 'y1', amount: 12042, currency: 'JPY', occurredAt: day(3) });
   await runner.waitForPosition(h.lastPosition(), 30_000);
   q = createReadModelQueries({ db: h.database.db, schema: h.schemas.read });
 });
@@ -79,7 +84,7 @@ const keysOf = async (schema: string) => {
 describe('customer_purchase_keys', () => {
   it("says what each customer's own columns say, after purchases, refunds, a merge, owner changes and a forget", async () => {
     const rows = await keysOf(h.schemas.read);
-    expect(rows).toHaveLength(customers.length);
+    expect(rows).toHaveLength(customers.length + 1);
     for (const row of rows) expect(row.narrow).toBe(row.own);
     // The scenario moved every kind of key (not only zeros compared with zeros).
     const { rows: moved } = await sql<{ owners: number; revenues: number; unowned: number; merged: number }>`
@@ -169,6 +174,7 @@ const expectedIds = async (schema: string, sort: string, query: CustomerListQuer
   const direction = sql.raw(desc ? 'DESC' : 'ASC');
   const conditions = [
     sql`true`,
+    ...(query.currency !== undefined ? [sql`c.currency = ${query.currency}`] : []),
     ...(query.minRevenue !== undefined ? [sql`c.revenue >= ${query.minRevenue}`] : []),
     ...(query.maxRevenue !== undefined ? [sql`c.revenue <= ${query.maxRevenue}`] : []),
     ...(scope ? [sql`c.owner_id = ANY(${[...scope.owners]}::uuid[])`] : []),
@@ -192,7 +198,14 @@ const pagedIds = async (queries: ReturnType<typeof createReadModelQueries>, quer
 };
 
 const SORTS = ['revenue', '-revenue', 'orderCount', '-orderCount', 'lastPurchaseAt', '-lastPurchaseAt'];
-const FILTERS: CustomerListQuery[] = [{}, { minRevenue: 20 }, { maxRevenue: 35.5 }, { minRevenue: 10, maxRevenue: 65.5 }];
+const FILTERS: CustomerListQuery[] = [
+  {},
+  { minRevenue: 20 },
+  { maxRevenue: 35.5 },
+  { minRevenue: 10, maxRevenue: 65.5 },
+  { currency: 'EUR', minRevenue: 20 },
+  { currency: 'JPY' },
+];
 /** No scope; a small one (pages merged per owner); a large one (beyond SMALL_SCOPE_OWNERS: the sort index walk filtered). */
 const SCOPES: Record<string, ReadScope | null> = {
   all: null,
@@ -213,6 +226,19 @@ describe('GET /customers by a purchase key', () => {
       }
     }
     expect(compared).toBeGreaterThan(500);
+  });
+
+  it('filters by revenue in the headline currency, and by that currency', async () => {
+    // 12,042 JPY is at least 1000 in its own currency, whatever it is worth in the base currency.
+    const headline = await q.listCustomers({ minRevenue: 1000, limit: 500 });
+    expect(headline.items.map((c) => c.id)).toEqual([yenCustomer]);
+    expect(headline.items[0]).toMatchObject({ currency: 'JPY', revenue: 12042 });
+    expect((await q.listCustomers({ currency: 'EUR', minRevenue: 1000, limit: 500 })).items).toEqual([]);
+    const yen = await q.listCustomers({ currency: 'JPY', sort: '-revenue', limit: 500 });
+    expect(yen.items.map((c) => c.id)).toEqual([yenCustomer]);
+    const euro = await q.listCustomers({ currency: 'EUR', limit: 500 });
+    expect(euro.items.length).toBeGreaterThan(10);
+    expect(euro.items.every((c) => c.currency === 'EUR')).toBe(true);
   });
 
   it('filters by revenue under the other sorts too', async () => {
