@@ -1,7 +1,10 @@
 import { sql, type QueryExecutorProvider } from 'kysely';
 import type { ModelParams, StoredModel } from './scoring.ts';
 
-export interface ModelRecord extends StoredModel {
+/** A stored model with the base currency its money parameters were fitted in (null: stored before it was recorded). */
+export type FittedModel = StoredModel & { fittedCurrency: string | null };
+
+export interface ModelRecord extends FittedModel {
   fittedAt: string;
   asOf: string;
   timeUnit: string;
@@ -11,12 +14,12 @@ export interface ModelRecord extends StoredModel {
 }
 
 /** Parsed params by schema and version: a version never changes once stored, so the cache never goes stale. */
-const cache = new Map<string, StoredModel>();
+const cache = new Map<string, FittedModel>();
 
 const parseJson = (v: unknown): any => (typeof v === 'string' ? JSON.parse(v) : v);
 
 /** The latest model version in `schema`, or null before the first fit. One indexed query per call. */
-export async function loadLatestModel(db: QueryExecutorProvider, schema: string): Promise<StoredModel | null> {
+export async function loadLatestModel(db: QueryExecutorProvider, schema: string): Promise<FittedModel | null> {
   const { rows } = await sql<{ version: number }>`SELECT version FROM ${sql.id(schema, 'analytics_models')} ORDER BY version DESC LIMIT 1`.execute(db);
   const version = rows[0]?.version;
   if (version === undefined) return null;
@@ -25,10 +28,16 @@ export async function loadLatestModel(db: QueryExecutorProvider, schema: string)
   if (cached) return cached;
   const record = await loadModelRecord(db, schema, version);
   if (!record) return null;
-  const model = { version: record.version, params: record.params };
+  const model = { version: record.version, params: record.params, fittedCurrency: record.fittedCurrency };
   cache.set(key, model);
   return model;
 }
+
+/** The fit records the base currency of its amounts with Gamma-Gamma's figures (analytics/service.ts). */
+const fittedCurrencyOf = (metrics: Record<string, unknown>): string | null => {
+  const currency = (metrics.fits as { gammaGamma?: { baseCurrency?: unknown } } | undefined)?.gammaGamma?.baseCurrency;
+  return typeof currency === 'string' ? currency : null;
+};
 
 export async function loadModelRecord(db: QueryExecutorProvider, schema: string, version?: number): Promise<ModelRecord | null> {
   const { rows } = await sql<Record<string, unknown>>`SELECT version, fitted_at, as_of::text AS as_of, time_unit, horizon, discount_rate, params, metrics
@@ -37,6 +46,7 @@ export async function loadModelRecord(db: QueryExecutorProvider, schema: string,
     ORDER BY version DESC LIMIT 1`.execute(db);
   const r = rows[0];
   if (!r) return null;
+  const metrics = parseJson(r.metrics) as Record<string, unknown>;
   return {
     version: Number(r.version),
     fittedAt: new Date(r.fitted_at as string).toISOString(),
@@ -45,7 +55,8 @@ export async function loadModelRecord(db: QueryExecutorProvider, schema: string,
     horizon: Number(r.horizon),
     discountRate: Number(r.discount_rate),
     params: parseJson(r.params) as ModelParams,
-    metrics: parseJson(r.metrics) as Record<string, unknown>,
+    metrics,
+    fittedCurrency: fittedCurrencyOf(metrics),
   };
 }
 

@@ -11,7 +11,7 @@ import {
 } from './as-of.ts';
 import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import { missingLabel, monthOfMissingLabel, unlessRebuilding } from '../projections/queries/exchange-rates.ts';
-import { loadLatestModel, loadModelRecord, saveModel, type ModelRecord } from './model-store.ts';
+import { loadLatestModel, loadModelRecord, saveModel, type FittedModel, type ModelRecord } from './model-store.ts';
 import { aggregateFromRow, dayOfDate, scoreRow } from './projection.ts';
 import {
   churnFeaturesOf,
@@ -115,7 +115,24 @@ export interface AnalyticsServiceOptions {
 
 export type ModelSummary = ReturnType<typeof summarise>;
 
-function summarise(record: ModelRecord) {
+/**
+ * Said beside every figure scored with a model fitted in another base currency than today's
+ * (CRM_BASE_CURRENCY changed since): the aggregates are rebuilt in the new base, but the fitted spend
+ * (Gamma-Gamma), the churn regression's money feature and the RFM cutoffs are in the old one, so
+ * CLV, expected spend, churn scores and segments would mix the two unsaid. Nothing for a model
+ * stored before the fit recorded its currency.
+ */
+export const fittedCurrencyWarnings = (model: FittedModel | null, baseCurrency: string): string[] => {
+  const fitted = model?.fittedCurrency ?? null;
+  return model && fitted !== null && fitted !== baseCurrency
+    ? [
+        `model ${model.version} was fitted in ${fitted}, not in the base currency ${baseCurrency}: its CLV, expected spend, churn scores and segments ` +
+          `read ${baseCurrency} amounts with ${fitted} parameters; refit (crm fit or POST /analytics/models)`,
+      ]
+    : [];
+};
+
+function summarise(record: ModelRecord, baseCurrency: string) {
   const m = record.metrics;
   return {
     version: record.version,
@@ -133,8 +150,8 @@ function summarise(record: ModelRecord) {
     retention: m.retention as Record<string, unknown>,
     forecast: m.forecast as Record<string, unknown>,
     scored: (m.scored as number | undefined) ?? null,
-    /** Figures of the fit not to be trusted (none for models stored before 2026-12-07). */
-    warnings: (m.warnings as string[] | undefined) ?? [],
+    /** Figures of the fit not to be trusted (none for models stored before 2026-12-07), and a base currency changed since the fit. */
+    warnings: [...((m.warnings as string[] | undefined) ?? []), ...fittedCurrencyWarnings(record, baseCurrency)],
     timings: (m.timings as Record<string, number> | undefined) ?? null,
   };
 }
@@ -145,6 +162,9 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
   const clock = options.clock ?? (() => new Date());
   const t = (name: string) => sql.id(schema, name);
   const m = (name: string) => sql.id(modelSchema, name);
+  const baseCurrency = options.baseCurrency ?? DEFAULT_BASE_CURRENCY;
+  /** What the answers scored with `model` must say beside their figures. */
+  const warningsOf = (model: FittedModel | null): string[] => fittedCurrencyWarnings(model, baseCurrency);
 
   /** The observation end: the latest business time the projection has seen (a calendar day), or null with no events. */
   async function observationEndDay(): Promise<number | null> {
@@ -320,7 +340,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
           converged: gammaGamma.converged,
           // Customers left out because an amount of theirs still waits for a rate (named by GET /analytics/customers/:id).
           leftOutMissingRates,
-          baseCurrency: options.baseCurrency ?? DEFAULT_BASE_CURRENCY,
+          baseCurrency,
         },
       },
       churn: {
@@ -408,13 +428,13 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       .set({ metrics: sql`metrics || ${JSON.stringify({ timings, scored })}::jsonb` })
       .where('version', '=', version)
       .execute();
-    return summarise((await loadModelRecord(db, modelSchema, version))!);
+    return summarise((await loadModelRecord(db, modelSchema, version))!, baseCurrency);
   }
 
   /** The latest model, or the given version. */
   async function latestModel(version?: number): Promise<ModelSummary | null> {
     const record = await loadModelRecord(db, modelSchema, version);
-    return record ? summarise(record) : null;
+    return record ? summarise(record, baseCurrency) : null;
   }
 
   /** One customer's figures, computed now from the aggregates and the latest model (null figures before the first fit). */
@@ -431,6 +451,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       observationEnd: end ? dayToIsoDate(end) : null,
       ...figuresOf(model, aggregate, end),
       ...(await moneyOf(customerId)),
+      warnings: warningsOf(model),
       cohort: (row.cohort as string | null) ?? null,
       refunds: aggregate.refunds,
       complaints: aggregate.complaints,
@@ -451,7 +472,14 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     if (version !== undefined && !model) return null;
     const day = dayOf(`${asOf}T00:00:00Z`);
     const aggregate = (await aggregatesAsOf(db, schema, day, customerId)).get(customerId);
-    return { customerId, asOf, modelVersion: model?.version ?? null, ...figuresOf(model, aggregate, day), ...(await moneyOf(customerId, day)) };
+    return {
+      customerId,
+      asOf,
+      modelVersion: model?.version ?? null,
+      ...figuresOf(model, aggregate, day),
+      ...(await moneyOf(customerId, day)),
+      warnings: warningsOf(model),
+    };
   }
 
   /**
@@ -464,7 +492,6 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     customerIds: readonly string[],
     day?: number,
   ): Promise<{ baseCurrency: string | null; missingRates: (customerId: string) => string[] }> {
-    const baseCurrency = options.baseCurrency ?? DEFAULT_BASE_CURRENCY;
     const upTo = day === undefined ? sql`true` : sql`occurred_at < (${dayToIsoDate(day)}::date + 1)::timestamp AT TIME ZONE 'UTC'`;
     const label = missingLabel(sql`currency`, sql`occurred_at`);
     const missing = await unlessRebuilding(
@@ -588,19 +615,25 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
   }
 
   async function clv(filters: ScoreFilters = {}) {
-    const model = await latestModel();
+    const model = await loadModelRecord(db, modelSchema);
     return {
       modelVersion: model?.version ?? null,
       timeUnit: model?.timeUnit ?? null,
       horizon: model?.horizon ?? null,
       discountRate: model?.discountRate ?? null,
+      warnings: warningsOf(model),
       ...(await scores(filters, 'clv')),
     };
   }
 
   async function churn(filters: ScoreFilters = {}) {
-    const model = await latestModel();
-    return { modelVersion: model?.version ?? null, model: model?.churn ?? null, ...(await scores(filters, 'churn_score')) };
+    const record = await loadModelRecord(db, modelSchema);
+    return {
+      modelVersion: record?.version ?? null,
+      model: record ? summarise(record, baseCurrency).churn : null,
+      warnings: warningsOf(record),
+      ...(await scores(filters, 'churn_score')),
+    };
   }
 
   /**
@@ -730,6 +763,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       modelVersion: model?.version ?? null,
       rfmCutoffs: model?.params.rfmCutoffs ?? null,
       clvRetentionParameters: clvRetention,
+      warnings: warningsOf(model),
       segments: rows.map((r) => ({
         segment: String(r.key),
         customers: Number(r.customers),
@@ -767,7 +801,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
    * `missingRates` names what to set (POST /exchange-rates); the figures follow once it is set.
    */
   async function baseForecast(end: number, filters: { horizon?: number; holdout?: number; from?: string }) {
-    const currency = options.baseCurrency ?? DEFAULT_BASE_CURRENCY;
+    const currency = baseCurrency;
     // From the analytics' own daily revenue; converting every revenue line of the customers read model
     // only when the analytics hold another base currency. Null when those read models are not beside the
     // analytics (or are being rebuilt): nothing to convert.

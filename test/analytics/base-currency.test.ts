@@ -267,6 +267,37 @@ describe('analytics in the base currency', () => {
     expect(after.fits.gammaGamma).toMatchObject({ customers: 14, leftOutMissingRates: 0 });
   });
 
+  it('figures scored with a model fitted in another base currency say so and say to refit', async () => {
+    const schema = `${schemas.read}_refit`;
+    const clock = () => new Date('2024-07-01T00:00:00Z');
+    const buyers = Array.from({ length: 12 }, () => randomUUID());
+    const day = (month: number, d: number) => `2024-${String(month).padStart(2, '0')}-${String(d).padStart(2, '0')}T10:00:00Z`;
+    await run(schema, [
+      buyers.flatMap((id, i) => [
+        buy(id, `${i}-a`, 20 + i, 'EUR', day(1, 1 + i)),
+        buy(id, `${i}-b`, 30 + 2 * i, 'EUR', day(2 + (i % 3), 3 + i)),
+        buy(id, `${i}-c`, 25 + i, 'EUR', day(5, 1 + i)),
+      ]),
+    ]);
+    const inEuro = createAnalyticsService({ db, schema, baseCurrency: 'EUR', clock });
+    await inEuro.fitModels({ timeUnit: 'week' });
+    expect((await inEuro.clv()).warnings).toEqual([]);
+    expect((await inEuro.latestModel())!.warnings.filter((w) => w.includes('refit'))).toEqual([]);
+    // CRM_BASE_CURRENCY changed since the fit.
+    const inDollars = createAnalyticsService({ db, schema, baseCurrency: 'USD', clock });
+    const said = expect.stringMatching(/^model 1 was fitted in EUR, not in the base currency USD: .*refit \(crm fit or POST \/analytics\/models\)$/);
+    expect((await inDollars.latestModel())!.warnings).toEqual(expect.arrayContaining([said]));
+    expect((await inDollars.clv()).warnings).toEqual([said]);
+    expect((await inDollars.churn()).warnings).toEqual([said]);
+    expect((await inDollars.segments()).warnings).toEqual([said]);
+    expect((await inDollars.customer(buyers[0]!))!.warnings).toEqual([said]);
+    expect((await inDollars.customerAsOf(buyers[0]!, '2024-06-01'))!.warnings).toEqual([said]);
+    // Refitted in the new base: nothing to say.
+    await inDollars.fitModels({ timeUnit: 'week' });
+    expect((await inDollars.clv()).warnings).toEqual([]);
+    expect((await inDollars.segments()).warnings).toEqual([]);
+  });
+
   it('the largest accepted amounts at the largest accepted rate are stored exactly (no overflow jams the projection)', async () => {
     const schema = `${schemas.read}_large`;
     const whale = randomUUID();
