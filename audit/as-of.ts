@@ -6,8 +6,10 @@ import type { ProjectedEvent, RecordedEvent } from '../shared/events.ts';
 import type { AuditDeps } from './deps.ts';
 import { maskPersonalFields, type PersonalDataMode } from './event-view.ts';
 import { InvalidAuditQuery } from './history.ts';
-import { customerRecordOf, foldRecord, RECORD_KINDS, type AnyRecord, type RecordKind } from './records.ts';
+import { customerRecordInBase, foldRecord, RECORD_KINDS, type AnyRecord, type RecordKind } from './records.ts';
 import { readStoredEvent } from '../eventstore/unreadable-event.ts';
+import { DEFAULT_BASE_CURRENCY, ExchangeRateStreamPrefix } from '../domain/exchange-rate/events.ts';
+import { ratesOf, type Conversion } from './base-figures.ts';
 
 /**
  * A record as it stood at an instant, on one of two time axes.
@@ -132,6 +134,30 @@ async function customerEventsAsOf(
   return { own, decoded };
 }
 
+/**
+ * The rates a record as of an instant converts its amounts with: on the record axis those recorded by
+ * the instant, so the base figures are what the CRM would have shown then (as `crm replay --as-of`
+ * builds them: a rate set or corrected later changes nothing); on the business axis every rate known
+ * now, as that axis reads what is known now about then. Either way each amount converts at the rate
+ * valid at its own business time. Only the streams of the currencies the record's events name are read.
+ */
+async function conversionFor(deps: AuditDeps, decoded: readonly ProjectedEvent[], instant: Date, time: TimeAxis): Promise<Conversion> {
+  const baseCurrency = deps.baseCurrency ?? DEFAULT_BASE_CURRENCY;
+  const currencies = new Set<string>();
+  for (const { event } of decoded) {
+    const currency = (event.data as { currency?: unknown }).currency;
+    if (typeof currency === 'string' && currency !== baseCurrency) currencies.add(currency);
+  }
+  const masked = maskingPersonalData(deps.personalData);
+  const facts: ProjectedEvent[] = [];
+  for (const currency of [...currencies].sort()) {
+    const stream = `${ExchangeRateStreamPrefix}${currency}`;
+    const recorded = time === 'record' ? await eventsUpTo(deps, stream, instant, time) : await deps.store.readStream(stream);
+    for (const event of recorded) facts.push(await readStoredEvent(event, masked));
+  }
+  return { baseCurrency, rates: ratesOf(facts, baseCurrency) };
+}
+
 const KIND_ALIASES: Record<string, RecordKind> = {
   customer: 'customer',
   customers: 'customer',
@@ -193,14 +219,14 @@ export async function stateAsOf(
     const { own, decoded } = await customerEventsAsOf(deps, id, instant, time, personalData);
     last = own[own.length - 1];
     if (!last) return null;
-    record = customerRecordOf(decoded, id);
+    record = customerRecordInBase(decoded, id, await conversionFor(deps, decoded, instant, time));
   } else {
     const recorded = await eventsUpTo(deps, stream, instant, time);
     last = recorded[recorded.length - 1];
     if (!last) return null;
     const decoded = [];
     for (const event of recorded) decoded.push(await readStoredEvent(event, personalData));
-    record = foldRecord(recordKind, decoded);
+    record = foldRecord(recordKind, decoded, await conversionFor(deps, decoded, instant, time));
   }
   if (!record) return null;
   return {

@@ -15,6 +15,8 @@ export interface AuditDeps {
     /** Read models, projection checkpoints and the `audit_verifications` table. */
     read: string;
   };
+  /** CRM_BASE_CURRENCY: the currency of the base figures of records as of an instant (default EUR). */
+  baseCurrency?: string;
   /** Marks a verification's shadow schema as in use to other processes (projections/shadows.ts). */
   sessionLock?: SessionLock;
 }

@@ -1,8 +1,9 @@
 import type { ProjectedEvent } from '../projections/projection.ts';
 import { activityFieldsOf, type ActivityFields } from '../projections/queries/activities.ts';
-import { campaignFieldsOf, type CampaignFields } from '../projections/queries/campaigns.ts';
-import { toCustomerView, type CustomerView } from '../projections/queries/customers.ts';
-import { dealFieldsOf, type DealFields } from '../projections/queries/deals.ts';
+import { campaignFieldsOf, type CampaignFields, type CampaignInBase } from '../projections/queries/campaigns.ts';
+import { toCustomerView, type CustomerRevenue, type CustomerView } from '../projections/queries/customers.ts';
+import { dealFieldsOf, type DealFields, type DealInBase } from '../projections/queries/deals.ts';
+import { campaignMoneyLineOf, type CampaignMoneyLine } from '../projections/read-models/campaigns.ts';
 import { feedbackFieldsOf, type FeedbackFields } from '../projections/queries/feedback.ts';
 import { evolveActivity, type ActivityRow } from '../projections/read-models/activity-fold.ts';
 import { evolveCampaign, type CampaignRow } from '../projections/read-models/campaign-fold.ts';
@@ -10,7 +11,9 @@ import { revenueLineOf, type CustomerRow } from '../projections/read-models/cust
 import { applyToCustomers, type CustomerLink, type RowsOf } from '../projections/read-models/customers.ts';
 import { evolveDeal, type DealRow } from '../projections/read-models/deal-fold.ts';
 import { evolveFeedback, type FeedbackState } from '../projections/read-models/feedback-fold.ts';
-import { minorOfNumeric, numericOf } from '../shared/money.ts';
+import { divideRounded, minorOfNumeric } from '../shared/money.ts';
+import { iso } from '../projections/queries/page.ts';
+import { baseNumber, baseSumOf, moneyLine, roiOf, sumsByCurrency, type Conversion, type MoneyLine } from './base-figures.ts';
 import { MAX_MERGE_CHAIN } from '../domain/customer/decider.ts';
 
 /**
@@ -41,15 +44,18 @@ export type CustomerRecord = Omit<CustomerView, 'revision'> & {
   revenueByCurrency: Record<string, number>;
 };
 
+/** A customer as of an instant: with its revenue in the base currency, as `GET /customers/:id` gives it (audit/base-figures.ts). */
+export type CustomerRecordInBase = CustomerRecord & CustomerRevenue;
+
 /**
  * The deal view's fields (projections/queries/deals.ts), so an as-of deal reads like today's, but
  * `daysInStage` (counted at query time), `wonReason` (the command's reason, metadata, shown in the
  * stream's history) and `revision` (reported beside the record).
  */
-export type DealRecord = DealFields;
+export type DealRecord = DealFields & DealInBase;
 
-/** The campaign view's fields (projections/queries/campaigns.ts) but `revision` (reported beside the record). */
-export type CampaignRecord = CampaignFields;
+/** The campaign view's fields (projections/queries/campaigns.ts) but `revision` (reported beside the record), with its money in the base currency. */
+export type CampaignRecord = CampaignFields & CampaignInBase;
 
 /** The feedback view's own fields, with the body and the resolution the stream recorded (the read model keeps neither). */
 export type FeedbackRecord = FeedbackFields & { body: unknown; resolution: string | null };
@@ -60,7 +66,7 @@ export type FeedbackRecord = FeedbackFields & { body: unknown; resolution: strin
  */
 export type ActivityRecord = ActivityFields;
 
-export type AnyRecord = CustomerRecord | DealRecord | CampaignRecord | FeedbackRecord | ActivityRecord;
+export type AnyRecord = CustomerRecord | CustomerRecordInBase | DealRecord | CampaignRecord | FeedbackRecord | ActivityRecord;
 
 /** Rows in memory, for `applyToCustomers`. */
 class MemoryRows<R> implements RowsOf<R> {
@@ -85,19 +91,31 @@ class MemoryRows<R> implements RowsOf<R> {
  * change nothing, and a primary this customer was merged into stands in for the figures that then
  * count there.
  */
-export const customerRecordOf = (events: readonly ProjectedEvent[], customerId?: string): CustomerRecord | null => {
+export const customerRecordOf = (events: readonly ProjectedEvent[], customerId?: string): CustomerRecord | null =>
+  customerFoldOf(events, customerId)?.record ?? null;
+
+/** `customerRecordOf` with its revenue converted to the base currency (the record as of an instant). */
+export const customerRecordInBase = (events: readonly ProjectedEvent[], customerId: string, conversion: Conversion): CustomerRecordInBase | null => {
+  const fold = customerFoldOf(events, customerId);
+  if (!fold) return null;
+  const { sum, missingRates } = baseSumOf(fold.lines, conversion);
+  return { ...fold.record, baseCurrency: conversion.baseCurrency, revenueBase: baseNumber(sum), missingRates };
+};
+
+/** The customer's record and the revenue lines that count for it (its own and its merged duplicates'). */
+const customerFoldOf = (events: readonly ProjectedEvent[], customerId?: string): { record: CustomerRecord; lines: MoneyLine[] } | null => {
   const id = customerId ?? (events[0]?.event.data as { customerId?: string } | undefined)?.customerId;
   if (id === undefined) return null;
   const customers = new MemoryRows<CustomerRow>((row) => row.customer_id);
   const links = new MemoryRows<CustomerLink>((link) => link.link_key);
   const mergedDuplicates: string[] = [];
-  const linesOf = new Map<string, { currency: string; minor: bigint }[]>();
+  const linesOf = new Map<string, MoneyLine[]>();
   for (const e of events) {
     applyToCustomers(customers, links, e, (_before, after) => {
       // The line is its own customer's (a refund of a merged duplicate's order changes the primary's row too).
       const line = revenueLineOf(e);
       if (line && line.customer_id === after.customer_id)
-        linesOf.set(after.customer_id, [...(linesOf.get(after.customer_id) ?? []), { currency: line.currency, minor: minorOfNumeric(line.amount) }]);
+        linesOf.set(after.customer_id, [...(linesOf.get(after.customer_id) ?? []), moneyLine(line.currency, line.amount, line.occurred_at)]);
       if (e.event.type === 'CustomerMerged' && after.customer_id === id) mergedDuplicates.push(e.event.data.duplicateId);
       // Merged into a customer outside the record: a stand-in row takes what then counts there, as the primary's row does.
       const primary = after.merged_into;
@@ -116,17 +134,49 @@ export const customerRecordOf = (events: readonly ProjectedEvent[], customerId?:
     }
     return false;
   };
-  const byCurrency = new Map<string, bigint>();
-  for (const [owner, lines] of linesOf) {
-    if (!countsFor(owner)) continue;
-    for (const { currency, minor } of lines) byCurrency.set(currency, (byCurrency.get(currency) ?? 0n) + minor);
-  }
+  const lines = [...linesOf].filter(([owner]) => countsFor(owner)).flatMap(([, own]) => own);
   const { revision: _revision, ...view } = toCustomerView(row);
+  return { record: { ...view, mergedDuplicates, revenueByCurrency: sumsByCurrency(lines) }, lines };
+};
+
+/** A deal's amount in the base currency at the rate valid when it was stated, as `GET /deals/:id` gives it. */
+const dealInBase = (row: DealRow, conversion: Conversion): DealInBase => {
+  const { sum, missingRates } = baseSumOf([moneyLine(row.currency, row.amount, row.amount_at)], conversion);
   return {
-    ...view,
-    mergedDuplicates,
-    revenueByCurrency: Object.fromEntries([...byCurrency].map(([currency, minor]) => [currency, Number(numericOf(minor))])),
+    amountAt: iso(row.amount_at)!,
+    baseCurrency: conversion.baseCurrency,
+    amountBase: baseNumber(sum),
+    // round(amount in base x probability, 4), as the live view and the weighted amount round it.
+    weightedAmountBase: baseNumber(sum === null ? null : divideRounded(sum * minorOfNumeric(row.probability), 10_000n)),
+    missingRates,
   };
+};
+
+/** A campaign's money in the base currency, from its money lines, as `GET /campaigns/:id` gives it. */
+const campaignInBase = (lines: readonly CampaignMoneyLine[], conversion: Conversion): CampaignInBase => {
+  const of = (kind: CampaignMoneyLine['kind']) => lines.filter((l) => l.kind === kind).map((l) => moneyLine(l.currency, l.amount, l.occurred_at));
+  const costs = baseSumOf(of('cost'), conversion);
+  const revenue = baseSumOf(of('revenue'), conversion);
+  return {
+    baseCurrency: conversion.baseCurrency,
+    revenueByCurrency: sumsByCurrency(of('revenue')),
+    costsBase: baseNumber(costs.sum),
+    revenueBase: baseNumber(revenue.sum),
+    roiBase: roiOf(revenue.sum, costs.sum),
+    missingRates: [...new Set([...costs.missingRates, ...revenue.missingRates])].sort(),
+  };
+};
+
+/** A campaign folded by the read model's own fold, with the money lines the projection would have stored. */
+const campaignRecordOf = (events: readonly ProjectedEvent[], conversion: Conversion): CampaignRecord | null => {
+  let row: CampaignRow | undefined;
+  const lines: CampaignMoneyLine[] = [];
+  for (const e of events) {
+    row = evolveCampaign(row, e);
+    const line = row && campaignMoneyLineOf(row, e);
+    if (line) lines.push(line);
+  }
+  return row ? { ...campaignFieldsOf(row), ...campaignInBase(lines, conversion) } : null;
 };
 
 /** The auditor's view of a feedback item: the read model's own fold (feedback-fold.ts), with the body and resolution it carries along. */
@@ -141,14 +191,16 @@ const orNull = <R, T>(row: R | undefined, fieldsOf: (row: R) => T): T | null => 
  * as in the read models; which events count is decided by the caller (record or business time, see
  * as-of.ts).
  */
-export const foldRecord = (kind: RecordKind, events: readonly ProjectedEvent[]): AnyRecord | null => {
+export const foldRecord = (kind: RecordKind, events: readonly ProjectedEvent[], conversion: Conversion): AnyRecord | null => {
   switch (kind) {
-    case 'customer':
-      return customerRecordOf(events);
+    case 'customer': {
+      const id = (events[0]?.event.data as { customerId?: string } | undefined)?.customerId;
+      return id === undefined ? null : customerRecordInBase(events, id, conversion);
+    }
     case 'deal':
-      return orNull(events.reduce<DealRow | undefined>(evolveDeal, undefined), dealFieldsOf);
+      return orNull(events.reduce<DealRow | undefined>(evolveDeal, undefined), (row) => ({ ...dealFieldsOf(row), ...dealInBase(row, conversion) }));
     case 'campaign':
-      return orNull(events.reduce<CampaignRow | undefined>(evolveCampaign, undefined), campaignFieldsOf);
+      return campaignRecordOf(events, conversion);
     case 'feedback':
       return feedbackRecordOf(events.reduce<FeedbackState | undefined>(evolveFeedback, undefined));
     case 'activity':

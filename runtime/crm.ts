@@ -514,6 +514,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         personalData,
         database: longWork,
         schemas: { events: config.schemas.events, read: config.schemas.read },
+        baseCurrency: config.baseCurrency,
         ...(sessionLock ? { sessionLock } : {}),
       },
       { projections: isolatedProjections },

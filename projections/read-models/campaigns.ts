@@ -124,8 +124,8 @@ async function migrate(db: Kysely<CampaignTables>, schema: string): Promise<void
   await sql`CREATE INDEX IF NOT EXISTS campaign_money_lines_campaign_idx ON ${lines} (campaign_id)`.execute(db);
 }
 
-/** The money line an event adds (a cost, or a conversion's revenue in whatever currency it was paid). */
-const moneyLineOf = (campaign: CampaignRow, e: ProjectedEvent): CampaignMoneyLine | undefined => {
+/** The money line an event adds (a cost, or a conversion's revenue in whatever currency it was paid); the auditor's record as of an instant reads it too. */
+export const campaignMoneyLineOf = (campaign: CampaignRow, e: ProjectedEvent): CampaignMoneyLine | undefined => {
   const { event } = e;
   const line = { event_id: e.id, campaign_id: campaign.campaign_id, occurred_at: occurredAt(e) };
   if (event.type === 'CampaignCostRecorded') return { ...line, kind: 'cost', currency: event.data.currency, amount: numericOf(minorOf(event.data.amount)) };
@@ -146,7 +146,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
     const after = evolveCampaign(before, e);
     if (!after || after === before) continue;
     campaigns.put(after);
-    const line = moneyLineOf(after, e);
+    const line = campaignMoneyLineOf(after, e);
     if (line) moneyLines.push(line);
   }
   await campaigns.flush();

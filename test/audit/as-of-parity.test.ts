@@ -192,6 +192,11 @@ beforeAll(async () => {
   );
   await h.record(a, 'ActivityChanged', { activityId, customerId, body: 'Two options', assigneeId: assignee }, { occurredAt: day(4) });
   await h.record(a, 'ActivityCompleted', { activityId, customerId }, { occurredAt: day(8) });
+  // USD converts on both sides at the rate valid at each amount's business time; GBP has no rate (named on both).
+  await h.record('exchangerate-USD', 'ExchangeRateSet', { currency: 'USD', baseCurrency: 'EUR', rate: '0.9', validFrom: day(1), previousRate: null });
+  await h.record('exchangerate-USD', 'ExchangeRateSet', { currency: 'USD', baseCurrency: 'EUR', rate: '0.95', validFrom: day(3), previousRate: null });
+  await h.record(c, 'PurchaseRecorded', { customerId, orderId: 'o-gbp', amount: 12.5, currency: 'GBP' }, { occurredAt: day(7) });
+  await h.record(k, 'CampaignResponseRecorded', { campaignId, customerId, kind: 'converted', revenue: 40, currency: 'USD' }, { occurredAt: day(13) });
   await recordMergedPair();
   await recordMergeChain();
   await recordWideMerge();
@@ -224,7 +229,7 @@ const sharedFields = (record: Record<string, unknown>, view: Record<string, unkn
 };
 
 /** The customer view's fields but `revision` (reported beside the record). */
-const CUSTOMER_FIELDS = 25;
+const CUSTOMER_FIELDS = 28;
 
 describe('as-of records read like the live views', () => {
   const queries = () => createReadModelQueries({ db: h.database.db, schema: h.schemas.read });
@@ -236,8 +241,8 @@ describe('as-of records read like the live views', () => {
     // Its revenue in each currency takes the order MAX_MERGE_CHAIN merges away, on both sides.
     ['merged chain end', () => chain[MAX_MERGE_CHAIN]!, (id: string) => queries().getCustomer(id), CUSTOMER_FIELDS],
     ['merged wide primary', () => widePrimary, (id: string) => queries().getCustomer(id), CUSTOMER_FIELDS],
-    ['deal', () => dealId, (id: string) => queries().getDeal(id), 8],
-    ['campaign', () => campaignId, (id: string) => queries().getCampaign(id), 10],
+    ['deal', () => dealId, (id: string) => queries().getDeal(id), 13],
+    ['campaign', () => campaignId, (id: string) => queries().getCampaign(id), 16],
     ['feedback', () => feedbackId, (id: string) => queries().getFeedback(id), 10],
     ['activity', () => activityId, (id: string) => queries().getActivity(id), 12],
   ] as const;
@@ -249,12 +254,15 @@ describe('as-of records read like the live views', () => {
       expect(folded!.revision).toBe(view.revision);
       const { fields, folded: mine, live } = sharedFields(folded!.record, view);
       expect(fields.length).toBeGreaterThanOrEqual(minShared);
-      // A customer's record has every field of the live view but those converted at query time (README: revenueByCurrency instead).
-      if (minShared === CUSTOMER_FIELDS) {
-        expect(Object.keys(view).filter((k) => !(k in folded!.record) && k !== 'revision')).toEqual(['baseCurrency', 'revenueBase', 'missingRates']);
-      }
+      if (minShared === CUSTOMER_FIELDS) expect(fields).toEqual(expect.arrayContaining(['baseCurrency', 'revenueBase', 'missingRates']));
+      // A customer, deal or campaign has every field of the live view, the base-currency figures included (converted with the rates
+      // recorded by now on both sides), but a deal's `daysInStage` and `wonReason` (README).
+      if (!['feedback', 'activity'].includes(kind))
+        expect(Object.keys(view).filter((k) => !(k in folded!.record) && !['revision', 'daysInStage', 'wonReason'].includes(k))).toEqual([]);
       expect(mine).toEqual(live);
-      if (kind === 'merged chain end') expect(folded!.record).toMatchObject({ revenueByCurrency: { USD: 50 } });
+      if (kind === 'merged chain end') expect(folded!.record).toMatchObject({ revenueByCurrency: { USD: 50 }, revenueBase: 44 });
+      if (kind === 'customer') expect(folded!.record).toMatchObject({ revenueBase: null, missingRates: ['GBP 2026-01'] });
+      if (kind === 'campaign') expect(folded!.record).toMatchObject({ revenueBase: 158, missingRates: [] });
       if (kind === 'merged wide primary') expect(folded!.record).toMatchObject({ orderCount: WIDE, revenueByCurrency: { EUR: WIDE } });
     });
   }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { foldRecord } from '../../audit/records.ts';
+import type { Conversion } from '../../audit/base-figures.ts';
 import { ACTIVITIES } from '../../projections/read-models/activities.ts';
 import { evolveActivity } from '../../projections/read-models/activity-fold.ts';
 import { foldSpec, streamOf } from '../support/fold-spec.ts';
@@ -11,6 +12,8 @@ const activityId = randomUUID();
 const customerId = randomUUID();
 const dealId = randomUUID();
 const assignee = randomUUID();
+/** The record has no money to convert. */
+const NO_MONEY: Conversion = { baseCurrency: 'EUR', rates: new Map() };
 const at = (day: number) => `2026-07-${String(day).padStart(2, '0')}T09:00:00.000Z`;
 const on = streamOf(`activity-${activityId}`);
 const activity = foldSpec(evolveActivity);
@@ -79,7 +82,7 @@ describe('the activity fold', () => {
   });
 
   it("is the auditor's record of the activity (audit/records.ts), named as the API names it", () => {
-    expect(foldRecord('activity', [logged, changed({ body: 'Two options', assigneeId: assignee }, 4)])).toEqual({
+    expect(foldRecord('activity', [logged, changed({ body: 'Two options', assigneeId: assignee }, 4)], NO_MONEY)).toEqual({
       id: activityId,
       customerId,
       dealId,
@@ -93,11 +96,11 @@ describe('the activity fold', () => {
       open: true,
       updatedAt: at(4),
     });
-    expect(foldRecord('activity', [logged, completed])).toMatchObject({ completedAt: at(8), open: false, updatedAt: at(8) });
+    expect(foldRecord('activity', [logged, completed], NO_MONEY)).toMatchObject({ completedAt: at(8), open: false, updatedAt: at(8) });
     const note = on(
       { type: 'ActivityLogged', data: { activityId, customerId, dealId: null, kind: 'note', subject: 'Met', body: null, dueAt: null, assigneeId: null } },
       at(2),
     );
-    expect(foldRecord('activity', [note])).toMatchObject({ kind: 'note', open: false, dealId: null });
+    expect(foldRecord('activity', [note], NO_MONEY)).toMatchObject({ kind: 'note', open: false, dealId: null });
   });
 });

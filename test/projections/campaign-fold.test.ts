@@ -120,8 +120,17 @@ describe('the campaign fold', () => {
   });
 
   it("is the auditor's record of the campaign (audit/records.ts), named as the API names it", () => {
-    const events = [created, launched, cost(70, 3), response('sent', 4), response('converted', 5, 120, 'EUR')];
-    expect(foldRecord('campaign', events)).toEqual({
+    // A conversion paid in USD, which no rate covers: its revenue is not the campaign's, and its base figure is unknown.
+    const events = [
+      created,
+      launched,
+      cost(70, 3),
+      response('sent', 4),
+      response('sent', 4),
+      response('converted', 5, 120, 'EUR'),
+      response('converted', 6, 50, 'USD'),
+    ];
+    expect(foldRecord('campaign', events, { baseCurrency: 'EUR', rates: new Map() })).toEqual({
       id: campaignId,
       name: 'Spring',
       channel: 'email',
@@ -132,8 +141,8 @@ describe('the campaign fold', () => {
       targetSegment: { tags: ['vip'] },
       status: 'active',
       costs: 70,
-      responses: { sent: 1, opened: 0, clicked: 0, converted: 1, unsubscribed: 0 },
-      conversions: 1,
+      responses: { sent: 2, opened: 0, clicked: 0, converted: 2, unsubscribed: 0 },
+      conversions: 2,
       revenue: 120,
       roi: 0.714286,
       conversionRate: 1,
@@ -142,7 +151,13 @@ describe('the campaign fold', () => {
       launchedAt: at(2),
       completedAt: null,
       cancelledAt: null,
-      updatedAt: at(5),
+      updatedAt: at(6),
+      baseCurrency: 'EUR',
+      revenueByCurrency: { EUR: 120, USD: 50 },
+      costsBase: 70,
+      revenueBase: null,
+      roiBase: null,
+      missingRates: ['USD 2026-04'],
     });
   });
 });

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { foldRecord } from '../../audit/records.ts';
+import { ratesOf } from '../../audit/base-figures.ts';
 import { evolveCustomer, revenueLineOf } from '../../projections/read-models/customer-fold.ts';
 import { CUSTOMERS } from '../../projections/read-models/customers.ts';
 import { foldSpec, streamOf } from '../support/fold-spec.ts';
@@ -241,7 +242,18 @@ describe('the customer fold', () => {
       purchase('o-3', 0.1, 'EUR', 3), // back-dated
       on({ type: 'CustomerMerged', data: { customerId, duplicateId } }, at(8)),
     ];
-    expect(foldRecord('customer', events)).toEqual({
+    // USD at 0.9 from before the purchases, corrected to 0.8 from day 7 (the refund's day): each line at its own day's rate.
+    const rates = ratesOf(
+      [
+        on({ type: 'ExchangeRateSet', data: { currency: 'USD', baseCurrency: 'EUR', rate: '0.95', validFrom: at(1), previousRate: null } }, at(1)),
+        on({ type: 'ExchangeRateSet', data: { currency: 'USD', baseCurrency: 'EUR', rate: '0.9', validFrom: at(1), previousRate: '0.95' } }, at(2)),
+        on({ type: 'ExchangeRateSet', data: { currency: 'USD', baseCurrency: 'EUR', rate: '0.8', validFrom: at(7), previousRate: null } }, at(7)),
+        // Against another base: converts nothing here.
+        on({ type: 'ExchangeRateSet', data: { currency: 'USD', baseCurrency: 'GBP', rate: '0.7', validFrom: at(1), previousRate: null } }, at(1)),
+      ],
+      'EUR',
+    );
+    expect(foldRecord('customer', events, { baseCurrency: 'EUR', rates })).toEqual({
       id: customerId,
       name: 'Ann Archer',
       email: 'Ann@Example.com',
@@ -260,6 +272,10 @@ describe('the customer fold', () => {
       refunded: 0,
       currency: 'EUR',
       revenueByCurrency: { EUR: 120.6, USD: 90 },
+      // 120.6 EUR + 99 USD x 0.9 - 9 USD x 0.8.
+      baseCurrency: 'EUR',
+      revenueBase: 202.5,
+      missingRates: [],
       registeredAt: at(1),
       deactivatedAt: null,
       deactivationReason: null,

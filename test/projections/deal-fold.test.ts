@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { foldRecord } from '../../audit/records.ts';
+import { ratesOf } from '../../audit/base-figures.ts';
 import { evolveDeal } from '../../projections/read-models/deal-fold.ts';
 import { DEALS } from '../../projections/read-models/deals.ts';
 import { minorOfNumeric, numericOf, roundedMinorOf } from '../../shared/money.ts';
@@ -181,7 +182,12 @@ describe('the deal fold', () => {
       on({ type: 'DealProbabilityOverridden', data: { dealId, probabilityOverride: 0.25 } }, at(3)),
       toStage('qualified', 'proposal', 4),
     ];
-    expect(foldRecord('deal', events)).toEqual({
+    // In GBP: EUR at 0.85 from the day the amount was stated.
+    const rates = ratesOf(
+      [on({ type: 'ExchangeRateSet', data: { currency: 'EUR', baseCurrency: 'GBP', rate: '0.85', validFrom: at(1), previousRate: null } }, at(1))],
+      'GBP',
+    );
+    expect(foldRecord('deal', events, { baseCurrency: 'GBP', rates })).toEqual({
       id: dealId,
       customerId,
       title: 'Fleet',
@@ -199,6 +205,12 @@ describe('the deal fold', () => {
       openedAt: at(1),
       closedAt: null,
       updatedAt: at(4),
+      // round(12345.0014 x 0.85, 4); round(that x 0.25, 4).
+      amountAt: at(1),
+      baseCurrency: 'GBP',
+      amountBase: 10493.2512,
+      weightedAmountBase: 2623.3128,
+      missingRates: [],
     });
   });
 });

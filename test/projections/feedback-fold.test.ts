@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { foldRecord } from '../../audit/records.ts';
+import type { Conversion } from '../../audit/base-figures.ts';
 import type { CrmEvent } from '../../domain/catalogue.ts';
 import { evolveFeedback as decideFrom, initialFeedbackState } from '../../domain/feedback/decider.ts';
 import type { FeedbackEvent } from '../../domain/feedback/events.ts';
@@ -13,6 +14,8 @@ import type { ProjectedEvent } from '../../shared/events.ts';
 const feedbackId = randomUUID();
 const customerId = randomUUID();
 let revision = -1;
+/** The record has no money to convert. */
+const NO_MONEY: Conversion = { baseCurrency: 'EUR', rates: new Map() };
 const at = (day: number, hour = 9) => `2026-03-${String(day).padStart(2, '0')}T${String(hour).padStart(2, '0')}:00:00.000Z`;
 
 const on = (event: CrmEvent, occurredAt: string): ProjectedEvent => {
@@ -133,7 +136,7 @@ describe('the feedback fold', () => {
   it("is the auditor's record of the item (audit/records.ts), named as the API names it", () => {
     const events = [submitted, assigned, responded, resolved, reopened];
     const row = fold(events)!;
-    expect(foldRecord('feedback', events)).toEqual({
+    expect(foldRecord('feedback', events, NO_MONEY)).toEqual({
       id: feedbackId,
       customerId,
       kind: 'complaint',
