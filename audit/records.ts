@@ -99,7 +99,18 @@ export const customerRecordInBase = (events: readonly ProjectedEvent[], customer
   const fold = customerFoldOf(events, customerId);
   if (!fold) return null;
   const { sum, missingRates } = baseSumOf(fold.lines, conversion);
-  return { ...fold.record, baseCurrency: conversion.baseCurrency, revenueBase: baseNumber(sum), missingRates };
+  // Refunds are the negative lines (revenueLineOf).
+  const refunds = baseSumOf(
+    fold.lines.filter((l) => l.minor < 0n),
+    conversion,
+  ).sum;
+  return {
+    ...fold.record,
+    baseCurrency: conversion.baseCurrency,
+    revenueBase: baseNumber(sum),
+    refundedBase: baseNumber(refunds === null ? null : -refunds),
+    missingRates,
+  };
 };
 
 /** The customer's record and the revenue lines that count for it (its own and its merged duplicates'). */

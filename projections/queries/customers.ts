@@ -26,6 +26,7 @@ export type CustomerView = {
   orderCount: number;
   /** Net of refunds, in `currency` (the first purchase's), major units. */
   revenue: number;
+  /** Refunds in `currency` only (refunds in other currencies are in `refundedBase` of GET /customers/:id), major units. */
   refunded: number;
   currency: string | null;
   openFeedbackCount: number;
@@ -187,7 +188,7 @@ export async function listCustomers(
   source: ReadModelSource,
   query: CustomerListQuery = {},
   scope?: ReadScope | null,
-): Promise<Page<CustomerView & Omit<CustomerRevenue, 'revenueByCurrency'>>> {
+): Promise<Page<CustomerView & ListedRevenue>> {
   const where: RawBuilder<unknown>[] = [];
   if (query.search) where.push(searchCondition(query.search));
   if (query.status) where.push(sql`t.status = ${query.status}`);
@@ -236,9 +237,14 @@ export type CustomerRevenue = {
   baseCurrency: string;
   /** Every purchase and refund converted at the rate valid at its business time; null while a rate is missing. */
   revenueBase: number | null;
+  /** Every refund, whatever its currency, converted the same way (a positive amount); null while a refund's rate is missing. */
+  refundedBase: number | null;
   /** Currency and month ('JPY 2026-03') of amounts no rate covers yet. */
   missingRates: string[];
 };
+
+/** What a listed customer has of its revenue: the base currency's, not the split per currency nor the refunds (GET /customers/:id). */
+type ListedRevenue = Omit<CustomerRevenue, 'revenueByCurrency' | 'refundedBase'>;
 
 /**
  * Lines (`line`: their customer column, `l.customer_id` by default) of a customer and of the
@@ -264,7 +270,7 @@ const LIST_REVENUE_BASE = (source: ReadModelSource): RawBuilder<unknown>[] => {
 };
 
 /** A listed customer with its base-currency revenue (`getCustomer` adds the per-currency split). */
-const toListedCustomer = (source: ReadModelSource, r: ListedCustomerRow): CustomerView & Omit<CustomerRevenue, 'revenueByCurrency'> => ({
+const toListedCustomer = (source: ReadModelSource, r: ListedCustomerRow): CustomerView & ListedRevenue => ({
   ...toCustomerView(r),
   baseCurrency: baseCurrencyOf(source),
   revenueBase: baseAmount(r.revenue_base),
@@ -278,7 +284,13 @@ const REVENUE_BY_CURRENCY = (source: ReadModelSource): RawBuilder<unknown> => {
     FROM (SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS revenue FROM ${lines} GROUP BY 1) c) AS revenue_by_currency`;
 };
 
-type CustomerWithRevenueRow = ListedCustomerRow & { revenue_by_currency?: Record<string, string> | null };
+/** The refunds of the customer (alias `t`) and its merged duplicates in the base currency, positive: 0 without any, NULL while a refund's rate is missing. */
+const REFUNDED_BASE = (source: ReadModelSource): RawBuilder<unknown> => {
+  const lines = convertedLines(source, 'revenue_lines', sql`${ofCustomerAndMerged(source, sql`t.customer_id`)} AND l.kind = 'refund'`);
+  return sql`(SELECT CASE WHEN count(*) = 0 THEN 0 WHEN bool_and(y.base_amount IS NOT NULL) THEN -sum(y.base_amount) END FROM ${lines})::text AS refunded_base`;
+};
+
+type CustomerWithRevenueRow = ListedCustomerRow & { revenue_by_currency?: Record<string, string> | null; refunded_base?: string | null };
 
 /**
  * `GET /customers/:id`, undefined when unknown or outside the scope: the profile and its revenue per
@@ -288,7 +300,7 @@ export async function getCustomer(source: ReadModelSource, id: string, scope?: R
   const read = (extra: RawBuilder<unknown>[]) => rowById<CustomerWithRevenueRow>(source, 'customers', 'customer_id', id, extra, scoped(scope, customerInScope));
   // Without revenue (null in the base currency) while the read models are being rebuilt after an upgrade.
   const row = await unlessRebuilding(
-    () => read([...LIST_REVENUE_BASE(source), REVENUE_BY_CURRENCY(source)]),
+    () => read([...LIST_REVENUE_BASE(source), REVENUE_BY_CURRENCY(source), REFUNDED_BASE(source)]),
     () => read([]),
   );
   if (!row) return undefined;
@@ -296,6 +308,7 @@ export async function getCustomer(source: ReadModelSource, id: string, scope?: R
   return {
     ...toListedCustomer(source, row),
     revenueByCurrency: Object.fromEntries(Object.entries(byCurrency).map(([currency, revenue]) => [currency, Number(revenue)])),
+    refundedBase: baseAmount(row.refunded_base),
   };
 }
 

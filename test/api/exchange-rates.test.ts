@@ -107,10 +107,14 @@ describe('customer revenue in the base currency', () => {
     expect(customer).toMatchObject({ baseCurrency: 'EUR', revenueBase: 161.4, missingRates: [], revenueByCurrency: { EUR: 100, USD: 70.5 } });
     // The amount in its own currency is unchanged: the first purchase's currency.
     expect(customer).toMatchObject({ revenue: 100, currency: 'EUR' });
+    // `refunded` is in that currency only (no EUR refund); the USD refund is in `refundedBase`: 10 x 0.8.
+    expect(customer).toMatchObject({ refunded: 0, refundedBase: 8 });
 
     last = await buy('J-1', 1000, 'JPY', '2026-03-05T10:00:00Z');
     customer = await get(`/customers/${c.id}`, last.position);
     expect(customer).toMatchObject({ revenueBase: null, missingRates: ['JPY 2026-03'], revenueByCurrency: { EUR: 100, USD: 70.5, JPY: 1000 } });
+    // A purchase's missing rate leaves the refunds' figure known.
+    expect(customer).toMatchObject({ refundedBase: 8 });
     const listed = async (position: string) => (await get(`/customers?search=${encodeURIComponent(email)}`, position, 'sales')).items[0];
     expect(await listed(last.position)).toMatchObject({ id: c.id, baseCurrency: 'EUR', revenueBase: null, missingRates: ['JPY 2026-03'] });
 

@@ -162,10 +162,12 @@ describe('base-currency figures as of an instant', () => {
       revenueByCurrency: { EUR: 100, GBP: 150 },
       baseCurrency: 'EUR',
       revenueBase: null,
+      refunded: 0,
+      refundedBase: null,
       missingRates: ['GBP 2026-01'],
     });
-    // 100 + (200 - 50) x 1.2, then x 1.1 once corrected.
-    expect(await asOf('customer', buyer, beforeCorrection)).toMatchObject({ revenueBase: 280, missingRates: [] });
+    // 100 + (200 - 50) x 1.2, then x 1.1 once corrected; the refund 50 x 1.2.
+    expect(await asOf('customer', buyer, beforeCorrection)).toMatchObject({ revenueBase: 280, refundedBase: 60, missingRates: [] });
     expect(await asOf('customer', buyer, new Date())).toMatchObject({ revenueBase: 265, missingRates: [] });
 
     expect(await asOf('deal', deal, beforeRate)).toMatchObject({

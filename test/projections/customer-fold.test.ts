@@ -275,6 +275,8 @@ describe('the customer fold', () => {
       // 120.6 EUR + 99 USD x 0.9 - 9 USD x 0.8.
       baseCurrency: 'EUR',
       revenueBase: 202.5,
+      // `refunded` counts EUR refunds only; every refund in the base currency: 9 USD x 0.8.
+      refundedBase: 7.2,
       missingRates: [],
       registeredAt: at(1),
       deactivatedAt: null,
