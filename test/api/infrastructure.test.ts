@@ -237,6 +237,15 @@ describe('ops routes', () => {
     const op = (method: string, path: string): Operation => doc.paths[path][method];
     expect(op('post', '/customers/{id}/purchases').operationId).toBe('recordPurchase');
     expect(op('get', '/customers').operationId).toBe('listCustomers');
+    // The revenue range says which currency it compares, and the headline currency can be asked for.
+    const parameters = (doc.paths['/customers'].get.parameters as { name: string; description?: string }[]).filter((p) =>
+      ['minRevenue', 'maxRevenue', 'currency'].includes(p.name),
+    );
+    expect(parameters.map((p) => [p.name, p.description])).toEqual([
+      ['currency', expect.stringContaining('Headline currency')],
+      ['minRevenue', expect.stringContaining('headline `currency`, not the base currency')],
+      ['maxRevenue', expect.stringContaining('headline `currency`, not the base currency')],
+    ]);
 
     /** The headers of a real answer that the document declares for it (case as HTTP ignores it). */
     const undeclared = (operation: Operation, status: number, headers: Record<string, unknown>, names: string[]): string[] => {
