@@ -22,6 +22,10 @@ import { terminalLines } from '../shared/terminal-text.ts';
 // has nowhere to go, which ends the command as SIGPIPE would, not with an unhandled error.
 for (const stream of [process.stdout, process.stderr])
   stream.on('error', (error: NodeJS.ErrnoException) => {
+    // The terminal hung up (a closed ssh session, whose SIGHUP stops the command cleanly): what is
+    // written there is lost, and the stop goes on. Ended here, `crm serve` cut its requests in flight
+    // and left the embedded store's crm.pid behind.
+    if (error.code === 'EIO' || error.code === 'ERR_STREAM_DESTROYED') return;
     if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
     // Output that cannot be written (a full disk under `> file`): said in one line, not thrown from here with a stack.
     const advice = FILE_ERRORS[error.code ?? '']?.advice;

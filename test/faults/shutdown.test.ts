@@ -1,6 +1,9 @@
+import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import pg from 'pg';
@@ -163,6 +166,34 @@ describe('crm serve stopping on SIGTERM', () => {
     await server.waitFor(/Closing: new requests get 503/, 30_000, 'stderr');
     expect(await exitWithin(server, 60_000), server.stderr).toBe(0);
   }, 180_000);
+});
+
+describe('crm serve in a terminal that hangs up', () => {
+  // `script` runs it on a terminal of its own (a pseudo-terminal), which ends when `script` is killed:
+  // as when an ssh session drops, the CRM gets SIGHUP and every write to the terminal fails (EIO).
+  const hasScript = spawnSync('script', ['--version']).status === 0;
+  if (!hasScript) console.warn('skipped: no `script` (util-linux) to give the CRM a terminal that hangs up');
+  it.skipIf(!hasScript)(
+    "stops cleanly, removing the embedded store's crm.pid, where its first message to the gone terminal ended it (exit 74)",
+    async () => {
+      const root = fileURLToPath(new URL('../..', import.meta.url));
+      const dataDir = mkdtempSync(join(tmpdir(), 'crm-hangup-'));
+      closers.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+      const terminal = spawn('script', ['-qefc', 'node cli/crm.js serve --no-demo', '/dev/null'], {
+        cwd: root,
+        env: { ...process.env, CRM_DATA_DIR: dataDir, CRM_ADMIN_KEY: ADMIN_KEY, PORT: '0', DATABASE_URL: '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      terminal.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      await poll('the API listening', async () => (output.includes('API:') ? true : undefined), 120_000);
+      expect(existsSync(join(dataDir, 'crm.pid'))).toBe(true);
+      terminal.kill('SIGKILL');
+      // Stopped cleanly, it removes crm.pid on its way out; cut short, it left it for the next start to question.
+      await poll('crm.pid removed', async () => (existsSync(join(dataDir, 'crm.pid')) ? undefined : true), 60_000);
+    },
+    180_000,
+  );
 });
 
 describe('npm start stopping on SIGTERM', () => {
