@@ -40,12 +40,13 @@ Examples:
     const { assertInstalled, migrateStore, openDatabase } = await import('../../runtime/crm.ts');
     const database = await openDatabase(run.config);
     try {
-      // A list reads what a CRM stored; a key may be made before the first `crm serve` sets the rest up.
+      // A list reads what a CRM stored; a key may be made before the first `crm serve` sets the rest up,
+      // so a create runs the event store's migrations. A list or a revoke does not: run by a newer
+      // version, it recorded that version's migrations, and the older CRM beside it then refused to start.
       if (action !== 'create') await assertInstalled(run.config, database);
-      // The tables exist (the event store's migrations), and CRM_ADMIN_KEY is stored as `crm serve`
-      // stores it. No key is generated here: after the last admin key was revoked (a leak), a list
-      // minted and printed a new one. `crm api-key create --role admin` makes one when it is wanted.
-      await migrateStore(run.config, database);
+      else await migrateStore(run.config, database);
+      // CRM_ADMIN_KEY is stored as `crm serve` stores it. No key is generated here: after the last admin
+      // key was revoked (a leak), a list minted and printed a new one. `crm api-key create --role admin` makes one when it is wanted.
       const keys = createApiKeyStore(database.db, { schema: run.config.schemas.events });
       if (run.config.adminKey) await ensureAdminKey(keys, { adminKey: run.config.adminKey });
       if (action === 'list') {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../cli/config.ts';
 import { openCrm } from '../../runtime/crm.ts';
@@ -69,6 +70,30 @@ describe('crm api-key list', () => {
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toContain('--name is required');
     expect(await listAdmins()).toEqual([]);
+  });
+
+  it("upgrades no store by listing or revoking: an older CRM beside it still starts (a list recorded this version's migrations, and the older one refused the store)", async () => {
+    const env = schemaEnv(schemas);
+    const created = await runCrm(['api-key', 'create', '--name', 'for a revoke', '--role', 'sales', '--json'], { cwd: folder, env });
+    expect(created.code, created.stderr).toBe(0);
+    const { id } = JSON.parse(created.stdout) as { id: string };
+    // The store as the previous version left it: its tables as they are, its newest migration not recorded.
+    const runtime = await openCrm(loadConfig(env, folder), { overrides: { publishers: false, chainSealer: false } });
+    const migrations = sql.id(schemas.events, 'eventstore_migration');
+    const newest = async () => (await sql<{ name: string }>`SELECT max(name) AS name FROM ${migrations}`.execute(runtime.database.db)).rows[0]!.name;
+    try {
+      const latest = await newest();
+      await sql`DELETE FROM ${migrations} WHERE name = ${latest}`.execute(runtime.database.db);
+      const before = await newest();
+      expect((await runCrm(['api-key', 'list'], { cwd: folder, env })).code).toBe(0);
+      expect((await runCrm(['api-key', 'revoke', id], { cwd: folder, env })).code).toBe(0);
+      expect(await newest()).toBe(before);
+      // A create may be the first command on a database, so it sets the store up.
+      expect((await runCrm(['api-key', 'create', '--name', 'upgrades', '--role', 'sales'], { cwd: folder, env })).code).toBe(0);
+      expect(await newest()).toBe(latest);
+    } finally {
+      await runtime.close();
+    }
   });
 
   it('refuses a name holding a control character as the API does (it names the actor of every event the key records), storing no key', async () => {
