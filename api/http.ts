@@ -188,8 +188,10 @@ export const executeCommand = async (
     context.writes.failed(error);
     throw error;
   }
-  // A command that changed nothing (a tag already held) wrote nothing: it says nothing of the disk.
-  if (result.eventIds.length > 0) context.writes.recorded();
+  // A command that changed nothing (a tag already held), or a retry answered with what an earlier run
+  // stored, wrote nothing: it says nothing of the disk (a client retrying its refused command with its
+  // Idempotency-Key, as the 503 advises, showed writes accepted while the disk was still full).
+  if (result.eventIds.length > 0 && !result.replayed) context.writes.recorded();
   context.metrics.countAppends(call.command.type, result.eventIds.length);
   reply.code(call.status).header('etag', etagOf(result.revision));
   if (call.status === 201 && call.location) reply.header('location', call.location(result.id));

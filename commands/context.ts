@@ -45,4 +45,6 @@ export interface CommandResult {
   position: bigint;
   /** Events appended by this command (for a merge: the duplicate's, then the primary's). */
   eventIds: string[];
+  /** Its events were stored by an earlier run of it (the same idempotency key): nothing was appended now. */
+  replayed?: true;
 }

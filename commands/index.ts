@@ -100,7 +100,7 @@ export const firstResult = (id: string, stream: string, ids: Map<string, EventRe
   if (eventIds.length === 0) return undefined;
   if (!sameCommand(ids.get(eventIds[0]!)!.commandHash, sent)) throw new IdempotencyConflict(eventIds[0]!, stream);
   const last = ids.get(eventIds.at(-1)!)!;
-  return { id, stream, revision: last.revision, position: last.position, eventIds };
+  return { id, stream, revision: last.revision, position: last.position, eventIds, replayed: true };
 };
 
 /** Current state of a stream, as a command's checks read it (through the cache, or a group's state in memory). */

@@ -34,13 +34,13 @@ afterAll(async () => {
 });
 
 const auth = { authorization: `Bearer ${ADMIN_KEY}` };
-const createCustomer = (id: string) =>
-  app.inject({
-    method: 'POST',
-    url: '/customers',
-    headers: { ...auth, 'content-type': 'application/json' },
-    payload: JSON.stringify({ id, name: 'Ada Lovelace', email: `${id}@example.com` }),
-  });
+const createRequest = (id: string) => ({
+  method: 'POST' as const,
+  url: '/customers',
+  headers: { ...auth, 'content-type': 'application/json' },
+  payload: JSON.stringify({ id, name: 'Ada Lovelace', email: `${id}@example.com` }),
+});
+const createCustomer = (id: string) => app.inject(createRequest(id));
 const fillDisk = (table: string) => sql.query(`CREATE TRIGGER disk_full BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION "${schemas.read}".disk_full()`);
 const freeSpace = (table: string) => sql.query(`DROP TRIGGER disk_full ON ${table}`);
 /** What /ready says of writes (a new answer: past the one it shares for READY_REUSE_MS), and the gauge an alert watches. */
@@ -62,8 +62,14 @@ const checkpoints = async () =>
 describe('a full disk', () => {
   it('refuses a command with a 503 naming the full disk, with Retry-After; the command is recorded once space is freed', async () => {
     const id = randomUUID();
+    // Recorded before the disk fills, and retried with its Idempotency-Key while it is full.
+    const earlier = randomUUID();
+    const retried = () => app.inject({ ...createRequest(earlier), headers: { ...createRequest(earlier).headers, 'idempotency-key': `disk-${earlier}` } });
+    expect((await retried()).statusCode).toBe(201);
     await fillDisk(`"${schemas.events}".events`);
     const refused = await createCustomer(id);
+    // The retry is answered with what was stored, and says nothing of the disk (it cleared the refusal until 2026-12-07).
+    expect((await retried()).statusCode).toBe(201);
     // Queries answer meanwhile: /ready stays 200 and says that writes are refused, and why; the gauge is 1.
     const shown = await writesShown();
     await freeSpace(`"${schemas.events}".events`);
