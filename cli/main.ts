@@ -1,4 +1,5 @@
 import {
+  databaseBusy,
   DiskFull,
   EventStoreUnavailable,
   MasterKeyMismatch,
@@ -212,6 +213,15 @@ const report = (error: unknown): number => {
   if (error instanceof EventStoreUnavailable) {
     err(unavailableAdvice(error, running));
     return 69; // EX_UNAVAILABLE
+  }
+  // A lock held past lock_timeout by another session (a BI tool's open transaction on a table a first
+  // start of a new version alters): nothing is wrong with the command, which "unexpected error" said.
+  if (databaseBusy(error)) {
+    err(
+      `crm ${running?.command.name ?? ''}: the database is busy: ${(error as Error).message}. Another session holds a lock this needs ` +
+        '(pg_locks and pg_stat_activity name it): run the command again in a moment, or end that session.',
+    );
+    return 75; // EX_TEMPFAIL
   }
   if (error instanceof ReadModelRebuilding || error instanceof RebuildShadowLost || error instanceof ReadModelsHeld) {
     err(`crm: ${error.message}`);

@@ -136,3 +136,34 @@ describe('a database user without the rights the CRM needs', () => {
     }
   });
 });
+
+describe('a lock another session holds on a table a command needs', () => {
+  it('is told as a busy database with exit 75 and what to do, where a first start of a new version said "unexpected error" (exit 1)', async () => {
+    // Found upgrading a store while a BI tool held a transaction open on api_keys: migration 0013 alters it.
+    const schemas = testSchemas('cli_advice_busy');
+    const env = schemaEnv(schemas);
+    const pg = await import('pg');
+    const holder = new pg.default.Client({ connectionString: TEST_DATABASE_URL });
+    await holder.connect();
+    try {
+      const first = await runCrm(['api-key', 'create', '--name', 'first', '--role', 'sales'], { cwd: tmpdir(), env, timeoutMs: 60_000 });
+      expect(first.code, first.stderr).toBe(0);
+      // The store as the version before 0013 left it, and a reader's transaction open on the table.
+      await holder.query(`DELETE FROM "${schemas.events}".eventstore_migration WHERE name = '0013_api_keys'`);
+      await holder.query('BEGIN');
+      await holder.query(`SELECT count(*) FROM "${schemas.events}".api_keys`);
+      const busy = await runCrm(['api-key', 'create', '--name', 'second', '--role', 'sales'], { cwd: tmpdir(), env, timeoutMs: 60_000 });
+      expect(busy.code, busy.stderr).toBe(75);
+      expect(busy.stderr).toContain('crm api-key: the database is busy: Event store migration 0013_api_keys failed');
+      expect(busy.stderr).toContain('run the command again in a moment, or end that session');
+      expect(busy.stderr).not.toMatch(/unexpected error|\n\s+at /);
+      await holder.query('ROLLBACK');
+      const again = await runCrm(['api-key', 'create', '--name', 'second', '--role', 'sales'], { cwd: tmpdir(), env, timeoutMs: 60_000 });
+      expect(again.code, again.stderr).toBe(0);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+      await schemas.dropSchemas();
+    }
+  });
+});
