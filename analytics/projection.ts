@@ -52,13 +52,8 @@ export const ANALYTICS_EVENT_TYPES = [
 const STATE_ID = 'observation';
 
 const num = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
-/** A SQL `date` as a calendar day: 'YYYY-MM-DD' (RowSet) or a local-midnight Date (pg's parser). */
-export const dayOfDate = (value: unknown): number => {
-  if (value instanceof Date) {
-    return Math.floor(Date.UTC(value.getFullYear(), value.getMonth(), value.getDate()) / 86_400_000);
-  }
-  return dayOf(`${String(value).slice(0, 10)}T00:00:00Z`);
-};
+/** A SQL `date` as a calendar day number; both engines read it as 'YYYY-MM-DD' (eventstore/postgres/database.ts). */
+export const dayOfDate = (value: unknown): number => dayOf(`${String(value)}T00:00:00Z`);
 
 /** analytics_customer row -> the aggregate scoring and features read. */
 export function aggregateFromRow(row: Row): CustomerAggregate {
@@ -658,7 +653,9 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
     // purchase's in business time, not the first recorded. 8: a merged duplicate's orders count for its
     // primary (`analytics_order.customer_id`), so that a refund of one recorded later lowers the primary's figures.
     // 9: a merge leaves the observation end alone (it moved it to the day of the merge).
-    version: 9,
+    // 10: every `date` kept as the day it is (embedded database west of UTC: first, last and activity
+    // days, purchase and revenue days a day early, moving back as rows were written again); rebuilt once.
+    version: 10,
     // Amounts are stored converted: another base currency (CRM_BASE_CURRENCY) rebuilds them, as a new version would.
     variant: `base currency ${options.baseCurrency ?? DEFAULT_BASE_CURRENCY}`,
     tables: AGGREGATE_TABLES,

@@ -39,7 +39,6 @@ export const ACTIVE_AT: TableSpec = {
   key: 'boundary',
   keyType: 'date',
   columns: ['boundary', 'customers'],
-  dateColumns: ['boundary'],
 };
 
 export const LISTED_GAP: TableSpec = {

@@ -12,7 +12,7 @@ import {
 import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import { missingLabel, monthOfMissingLabel, unlessRebuilding } from '../projections/queries/exchange-rates.ts';
 import { loadLatestModel, loadModelRecord, saveModel, type FittedModel, type ModelRecord } from './model-store.ts';
-import { aggregateFromRow, dayOfDate, scoreRow } from './projection.ts';
+import { aggregateFromRow, scoreRow } from './projection.ts';
 import {
   churnFeaturesOf,
   isFiniteValue,
@@ -522,7 +522,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     segment: String(r.segment),
     cluster: Number(r.cluster),
     cohort: (r.cohort as string | null) ?? null,
-    scoredAt: r.observation_end instanceof Date ? dayToIsoDate(dayOfDate(r.observation_end)) : String(r.observation_end),
+    scoredAt: String(r.observation_end),
     modelVersion: Number(r.model_version),
   });
 

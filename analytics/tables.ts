@@ -67,7 +67,6 @@ export const CUSTOMER: TableSpec = {
     'first_purchase_at',
     ...CUSTOMER_COUNTERS,
   ],
-  dateColumns: ['first_day', 'last_day', 'last_activity_day'],
 };
 
 /** Net purchase value per customer and calendar day (UTC): what RFM is computed from, at any cutoff. */
@@ -75,7 +74,6 @@ export const PURCHASE_DAY: TableSpec = {
   table: 'analytics_purchase_day',
   key: 'purchase_day_id',
   columns: ['purchase_day_id', 'customer_id', 'day', 'orders', 'value'],
-  dateColumns: ['day'],
 };
 
 /** Which day an order fell on, so that a refund lowers the value of that day. */
@@ -83,7 +81,6 @@ export const ORDER: TableSpec = {
   table: 'analytics_order',
   key: 'order_key',
   columns: ['order_key', 'customer_id', 'day', 'value', 'refunded'],
-  dateColumns: ['day'],
 };
 
 /**
@@ -94,7 +91,6 @@ export const ACTIVITY: TableSpec = {
   table: 'analytics_activity',
   key: 'activity_id',
   columns: ['activity_id', 'customer_id', 'day', 'kind', 'count'],
-  dateColumns: ['day'],
 };
 
 export const FEEDBACK: TableSpec = {
@@ -114,7 +110,6 @@ export const REVENUE_DAY: TableSpec = {
   table: 'analytics_revenue_day',
   key: 'day',
   columns: ['day', 'purchases', 'revenue', 'refunds'],
-  dateColumns: ['day'],
 };
 
 /** Rating counts per month and feedback channel (CSAT/NPS are ratios of these). */
@@ -154,7 +149,6 @@ export const AMOUNT: TableSpec = {
   key: 'amount_id',
   keyType: 'text',
   columns: ['amount_id', 'customer_id', 'kind', 'order_key', 'value_day', 'occurred_at', 'currency', 'amount', 'base_value'],
-  dateColumns: ['value_day'],
 };
 
 export const AGGREGATE_TABLES = [

@@ -110,6 +110,24 @@ export const DEFAULT_POOL_TIMEOUTS: PoolTimeouts = { statementMs: 5_000, lockMs:
 const SERVER_KEEPALIVES = '-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 -c tcp_user_timeout=20000';
 const CLIENT_KEEPALIVE_DELAY_MS = 10_000;
 
+/**
+ * What a session of either engine (a PostgreSQL server, the embedded PGlite) gives back, alike and in
+ * any time zone of the machine (process.env.TZ):
+ * - A `date` is its text, the calendar day 'YYYY-MM-DD'. pg made it a Date at local midnight, PGlite
+ *   one at UTC midnight: read back with the local getters pg's needed, every day a PGlite row held was
+ *   the day before west of UTC, and a row written again from it moved back a day each time.
+ * - The session's TimeZone is UTC: every time the CRM writes out is in UTC, also where PostgreSQL
+ *   spells it (`to_jsonb` of a row in the subject access export). A server in Pacific/Auckland wrote
+ *   2026-03-01T08:00:00+13:00 for an instant the API gives as 2026-02-28T19:00:00Z, another day in the
+ *   same document; PGlite takes the process's zone, as a fixed offset (Etc/GMT-14 in Pacific/Kiritimati).
+ */
+const DATE_OID = 1082;
+const dayText = (text: string): string => text;
+const SESSION_TIME_ZONE = 'UTC';
+const sessionTypes: pg.CustomTypesConfig = {
+  getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === DATE_OID ? dayText : pg.types.getTypeParser(oid, format)),
+};
+
 /** The settings of every session the CRM opens on a PostgreSQL server: pooled connections and the LISTEN connection. */
 const sessionConfig = (url: string, timeouts: PoolTimeouts): pg.ClientConfig => ({
   connectionString: url,
@@ -122,10 +140,8 @@ const sessionConfig = (url: string, timeouts: PoolTimeouts): pg.ClientConfig => 
   // JIT compilation costs 300-500 ms a query, and the planner asks for it on the short queries here
   // whenever a per-row lookup inflates the estimate (the base-currency conversion made the pipeline
   // of 33k open deals take 1.1 s instead of 40 ms). These are OLTP queries: compile nothing.
-  // TimeZone: every time the CRM writes out is in UTC, also where PostgreSQL spells it (`to_jsonb` of a
-  // row in the subject access export): a server in Pacific/Auckland wrote 2026-03-01T08:00:00+13:00
-  // for an instant the API gives as 2026-02-28T19:00:00Z, another day in the same document.
-  options: `-c jit=off -c TimeZone=UTC ${SERVER_KEEPALIVES}`,
+  options: `-c jit=off -c TimeZone=${SESSION_TIME_ZONE} ${SERVER_KEEPALIVES}`,
+  types: sessionTypes,
 });
 
 /**
@@ -581,7 +597,12 @@ export async function openPglite(dataDir?: string, options: { minFreeDiskMb?: nu
   const [{ PGlite: Engine }, { PGliteDialect }] = await Promise.all([import('@electric-sql/pglite'), import('kysely-pglite-dialect')]);
   let pglite: PGlite;
   try {
-    pglite = await Engine.create(dataDir);
+    // Options in the one argument: `create(undefined, options)` (in memory) drops them.
+    pglite = await Engine.create({
+      dataDir,
+      parsers: { [DATE_OID]: dayText },
+      startParams: [...Engine.defaultStartParams, '-c', `TimeZone=${SESSION_TIME_ZONE}`],
+    });
   } catch (error) {
     throw new EventStoreUnavailable(
       `Cannot open the embedded PostgreSQL (PGlite)${dataDir ? ` in ${dataDir}` : ''}: ${(error as Error).message}. ` +

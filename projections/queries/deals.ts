@@ -2,7 +2,7 @@ import { sql, type RawBuilder } from 'kysely';
 import { byCustomerOwner, type CustomerOwnerLookup, dealInScope, ownedOrCustomerListScope, scoped, type ReadScope } from './scope.ts';
 import { baseAmount, baseCurrencyOf, baseSums, inBase, missingLabel, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
 import { ofCustomerAndMerged } from './customers.ts';
-import { iso, isoDate, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
+import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 import type { DealRow } from '../read-models/deal-fold.ts';
 import { PIPELINE_MONTHS, PIPELINE_STAGES } from '../read-models/pipeline.ts';
 import { inOneSnapshot } from './snapshot.ts';
@@ -60,10 +60,7 @@ type DealQueryRow = DealStoredRow & {
 };
 
 /** A `deals` row as folded (deal-fold.ts) or as stored and read back. */
-type DealStoredRow = Omit<DealRow, 'expected_close_date' | 'amount_at'> & {
-  expected_close_date: Date | string;
-  amount_at?: DealRow['amount_at'];
-};
+type DealStoredRow = Omit<DealRow, 'amount_at'> & { amount_at?: DealRow['amount_at'] };
 
 /** What a deal's own row says, named as the API names it: the view's fields but those of the query and the metadata. */
 export type DealFields = Omit<DealView, 'daysInStage' | 'wonReason' | 'revision'>;
@@ -81,7 +78,7 @@ export const dealFieldsOf = (r: DealStoredRow): DealFields => ({
   probability: Number(r.probability),
   probabilityOverride: num(r.probability_override),
   weightedAmount: Number(r.weighted_amount),
-  expectedCloseDate: isoDate(r.expected_close_date)!,
+  expectedCloseDate: r.expected_close_date,
   stageEnteredAt: iso(r.stage_entered_at)!,
   openedAt: iso(r.opened_at)!,
   closedAt: iso(r.closed_at),

@@ -244,16 +244,11 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** An id as a uuid parameter (so the primary-key index is used); an id that is no uuid matches nothing. */
 export const uuidOf = (id: string) => (UUID.test(id) ? sql`${id}::uuid` : sql`NULL::uuid`);
 
-/** Timestamps as ISO strings, `date` columns as 'YYYY-MM-DD', numerics as JS numbers. */
+/**
+ * Timestamps as ISO strings, numerics as JS numbers. A `date` column needs neither: both engines give
+ * it as its text, 'YYYY-MM-DD' (eventstore/postgres/database.ts).
+ */
 export const iso = (value: unknown): string | null =>
   value === null || value === undefined ? null : value instanceof Date ? value.toISOString() : new Date(String(value)).toISOString();
-
-export const isoDate = (value: unknown): string | null => {
-  if (value === null || value === undefined) return null;
-  if (value instanceof Date) {
-    return `${value.getFullYear()}-${String(value.getMonth() + 1).padStart(2, '0')}-${String(value.getDate()).padStart(2, '0')}`;
-  }
-  return String(value).slice(0, 10);
-};
 
 export const num = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value));

@@ -33,7 +33,7 @@ export type DealRow = {
   probability_override: string | null;
   /** round(amount x probability, 4), numeric(28,4). */
   weighted_amount: string;
-  /** 'YYYY-MM-DD' (a `date`, kept as text: TableSpec.dateColumns). */
+  /** 'YYYY-MM-DD' (a `date`, which both engines read as its text). */
   expected_close_date: string;
   stage_entered_at: Instant;
   opened_at: Instant;

@@ -43,7 +43,6 @@ export const DEALS: TableSpec<DealRow> = {
     'last_event_at',
     'customer_owner_id',
   ],
-  dateColumns: ['expected_close_date'],
 };
 
 /** The columns GET /deals sorts by (projections/queries/deals.ts), by index name. */
@@ -140,7 +139,9 @@ export const dealsProjection: Projection = {
   // 4: `customer_owner_id` (visibility by the customer's owner without a join) and `deal_customer_owners`.
   // 5: probability and weighted_amount written by the fold (deal-fold.ts), weighted_amount no longer
   // generated; the pipeline counts (pipeline.ts).
-  version: 5,
+  // 6: `expected_close_date` kept as the day it is (embedded database west of UTC: a day early, one more
+  // each time the row was written again, and the pipeline's month with it); rebuilt once on upgrade.
+  version: 6,
   tables: ['deals', DEAL_CUSTOMER_OWNERS.table, PIPELINE_STAGES, PIPELINE_MONTHS],
   filter: { eventTypes: [...Object.keys(dealEventSchemas), ...CUSTOMER_OWNER_EVENTS] },
   migrate,

@@ -16,11 +16,7 @@ export interface TableSpec<R extends object = Row> {
   columns: readonly (keyof R & string)[];
   /** SQL type of the key column (e.g. 'uuid', 'text'); looked up in the catalog when absent. */
   keyType?: string;
-  /** Columns of SQL type `date`: pg parses them as local-midnight Dates; keep them as 'YYYY-MM-DD'. */
-  dateColumns?: readonly string[];
 }
-
-const localDate = (d: Date): string => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
 
 /** SQL type of each table's key column, looked up once (the same in live, shadow and replay schemas). */
 const keyTypes = new Map<string, string>();
@@ -66,7 +62,6 @@ export class RowSet<R extends object = Row> {
     );
     const { rows } = await this.trx.getExecutor().executeQuery<Row>(CompiledQuery.raw(text, [wanted]));
     for (const row of rows) {
-      for (const c of this.spec.dateColumns ?? []) if (row[c] instanceof Date) row[c] = localDate(row[c]);
       // The columns selected are the spec's, which are R's keys.
       this.rows.set(String(row[this.spec.key]), row as R);
     }

@@ -10,16 +10,24 @@ import { openPglite, type SqlDatabase } from '../../eventstore/postgres/database
  * The embedded PostgreSQL handle itself (`openPglite`), apart from the event store's contract in
  * pglite.test.ts: its kind, its statements, LISTEN and its end, closing twice and a folder it cannot
  * open. One in-memory instance for the file (each costs seconds and about 1 GB).
+ *
+ * The file runs west of UTC: PGlite takes its session's time zone from the process's when it starts,
+ * and Node reads `process.env.TZ` whenever it is set (test/cli/embedded-time-zone.test.ts starts a
+ * whole `crm serve` in such a zone).
  */
 
 let database: SqlDatabase;
+const zoneBefore = process.env.TZ;
 
 beforeAll(async () => {
+  process.env.TZ = 'Pacific/Pago_Pago';
   database = await openPglite();
 });
 
 afterAll(async () => {
   await database?.close();
+  if (zoneBefore === undefined) delete process.env.TZ;
+  else process.env.TZ = zoneBefore;
 });
 
 describe('openPglite', () => {
@@ -27,6 +35,15 @@ describe('openPglite', () => {
     expect(database.kind).toBe('pglite');
     const { rows } = await sql<{ answer: number }>`select 6 * 7 as answer`.execute(database.db);
     expect(rows).toEqual([{ answer: 42 }]);
+  });
+
+  it('reads a date as its day and writes times in UTC, as a session on a PostgreSQL server does, whatever the process time zone', async () => {
+    expect(new Date('2024-02-29T00:00:00Z').getDate()).toBe(28);
+    const { rows } = await sql<{ day: unknown; zone: string; written: string }>`
+      SELECT date '2024-02-29' AS day, current_setting('TimeZone') AS zone, to_jsonb(timestamptz '2026-03-01T09:00:00Z')::text AS written`.execute(database.db);
+    // PGlite's own parser made the day a Date at UTC midnight, 2024-02-28 to the local getters; its
+    // zone was the process's, Etc/GMT+11 here, and the export wrote "2026-02-28T22:00:00-11:00".
+    expect(rows[0]).toEqual({ day: '2024-02-29', zone: 'UTC', written: '"2026-03-01T09:00:00+00:00"' });
   });
 
   it('gives the event loop turns while queries run back to back (a job reading page after page held every request)', async () => {

@@ -348,6 +348,11 @@ describe('a pool on a real server', () => {
     expect(await running).toBeInstanceOf(OutcomeUnknown);
   }, 30_000);
 
+  it('reads a date as its day, the text the embedded database gives too (not a Date at local midnight)', async () => {
+    const { rows } = await sql<{ day: unknown }>`SELECT date '2024-02-29' AS day`.execute(database.db);
+    expect(rows[0]!.day).toBe('2024-02-29');
+  });
+
   it('runs prepared statements with their parameters, and refuses to listen once closed', async () => {
     const handle = connectPostgres(TEST_DATABASE_URL, { max: 1 });
     expect(handle.kind).toBe('postgres');

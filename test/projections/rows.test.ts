@@ -10,7 +10,6 @@ const ACCOUNTS: TableSpec<Account> = {
   table: 'accounts',
   key: 'account_id',
   columns: ['account_id', 'name', 'balance', 'opened_on'],
-  dateColumns: ['opened_on'],
 };
 
 let schemas: TestSchemas;
