@@ -133,7 +133,12 @@ export const hasStorableOffset = (iso: string): boolean => {
  * event rewrote the row from its loaded Date as `.123`, so a replay (which keeps it whole) differed.
  */
 export const cutToMilliseconds = (iso: string): string => iso.replace(/(\.\d{3})\d+/, '$1');
-const IsoDateTimeWithOffset = z.iso.datetime({ offset: true });
+/**
+ * `abort`: a text that is no time is not checked further. The rules after it read it as a time all the
+ * same, and said a second, wrong thing: `2016-12-31T23:59:60Z` (a leap second, which zod refuses) was
+ * also "a time in the years 1900-2200". So for a day and a month.
+ */
+const IsoDateTimeWithOffset = z.iso.datetime({ offset: true, abort: true });
 /**
  * The pattern the API description gives such a time: zod's own, with offset hours up to 15 as
  * `hasStorableOffset` takes them (its 00-23 let a client that checks against the description send
@@ -170,11 +175,11 @@ export const withBusinessTime = <T extends Record<string, z.ZodObject>, X extend
     Object.entries(schemas).map(([type, schema]) => [type, except.includes(type as X) ? schema : schema.safeExtend({ occurredAt: BusinessTime.optional() })]),
   ) as never;
 /** A business day (`YYYY-MM-DD`), years 1900-2200. */
-export const IsoDate = z.iso.date().refine(isBusinessDate, BUSINESS_YEARS_RULE);
+export const IsoDate = z.iso.date({ abort: true }).refine(isBusinessDate, BUSINESS_YEARS_RULE);
 /** A business month (`YYYY-MM`), years 1900-2200 (a month of year 0 reached PostgreSQL as an out-of-range date). */
 export const IsoMonth = z
   .string()
-  .regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'a month YYYY-MM')
+  .regex(/^\d{4}-(0[1-9]|1[0-2])$/, { message: 'a month YYYY-MM', abort: true })
   .refine(isBusinessDate, BUSINESS_YEARS_RULE);
 export const ShortText = SafeText.trim().min(1).max(200);
 /** A text in Unicode NFC: one spelling of `é`, whether typed precomposed or decomposed (names, tags, search). */

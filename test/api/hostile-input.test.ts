@@ -251,6 +251,25 @@ describe('business times', () => {
     expect(await eventCount(h)).toBe(before);
   });
 
+  it('that are no time at all are refused with the one message saying so (a leap second was also said to be outside the years 1900-2200)', async () => {
+    const before = await eventCount(h);
+    for (const occurredAt of ['2016-12-31T23:59:60Z', 'yesterday']) {
+      const res = await purchase(occurredAt);
+      expectRefused(res, 'occurredAt', `purchase at ${occurredAt}`);
+      expect(res.json().errors, occurredAt).toEqual([{ field: 'occurredAt', in: 'body', message: 'Invalid ISO datetime' }]);
+    }
+    const deal = await send('sales', 'POST', '/deals', {
+      customerId: ids.customer,
+      title: 't',
+      amount: 1,
+      currency: 'EUR',
+      ownerId: 'o',
+      expectedCloseDate: 'soon',
+    });
+    expect(deal.json().errors).toEqual([{ field: 'expectedCloseDate', in: 'body', message: 'Invalid ISO date' }]);
+    expect(await eventCount(h)).toBe(before);
+  });
+
   it('with a time zone offset PostgreSQL cannot store (past ±15:59) are refused, appending nothing; every projection applies those at the bound', async () => {
     const before = await eventCount(h);
     for (const occurredAt of ['2024-05-01T12:00:00+16:00', '2024-05-01T12:00:00-20:00', '2024-05-01T12:00:00+23:59']) {

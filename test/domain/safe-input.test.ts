@@ -4,7 +4,7 @@ import { commandSchemas } from '../../commands/schemas.ts';
 import { eventSchemas } from '../../domain/catalogue.ts';
 import { CustomerRegisteredV1 } from '../../domain/customer/events.ts';
 import { EventMetadata } from '../../domain/metadata.ts';
-import { isBusinessDate, isBusinessInstant, isStorableText, IsoDate, IsoDateTime, ONE_LINE, SafeText, SEVERAL_LINES } from '../../domain/shared.ts';
+import { isBusinessDate, isBusinessInstant, isStorableText, IsoDate, IsoDateTime, IsoMonth, ONE_LINE, SafeText, SEVERAL_LINES } from '../../domain/shared.ts';
 
 describe('a safe text', () => {
   it('is any Unicode PostgreSQL can store: no NUL, no unpaired surrogate', () => {
@@ -34,6 +34,19 @@ describe('a business time', () => {
     }
     expect(['1900-01-01', '2200-12-31'].every((d) => IsoDate.safeParse(d).success)).toBe(true);
     expect(['0000-01-01', '1899-12-31', '2201-01-01'].some((d) => IsoDate.safeParse(d).success)).toBe(false);
+  });
+
+  it('that is no time, day or month at all gets the one message saying so, not also the rule of the years', () => {
+    const messages = (schema: z.ZodType, text: string) => schema.safeParse(text).error?.issues.map((i) => i.message);
+    // A leap second: zod refuses it, and the years' rule, reading it as no instant, refused it too.
+    for (const text of ['2016-12-31T23:59:60Z', 'yesterday', '2026-02-30T10:00:00Z'])
+      expect(messages(IsoDateTime, text), text).toEqual(['Invalid ISO datetime']);
+    for (const text of ['soon', '2026-02-30']) expect(messages(IsoDate, text), text).toEqual(['Invalid ISO date']);
+    expect(messages(IsoMonth, 'March')).toEqual(['a month YYYY-MM']);
+    // A real time, day or month outside the years gets the years' rule alone.
+    expect(messages(IsoDateTime, '1899-12-31T23:59:59Z')).toEqual(['a time in the years 1900-2200']);
+    expect(messages(IsoDate, '2201-01-01')).toEqual(['a time in the years 1900-2200']);
+    expect(messages(IsoMonth, '2201-01')).toEqual(['a time in the years 1900-2200']);
   });
 });
 
