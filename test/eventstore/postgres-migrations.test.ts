@@ -78,6 +78,16 @@ const settings = async (schema: string, name: string): Promise<string[][]> => {
   return rows.map((row) => row.config ?? []);
 };
 
+/** The store opened by two processes at once (two handles, each opening the store as a process starting does). */
+const openedByTwoAtOnce = async (schema: string): Promise<void> => {
+  const other = connectPostgres(schemas.url, { max: 2 });
+  try {
+    const stores = await Promise.all([database, other].map((handle) => createPostgresEventStore(handle, { schema })));
+    for (const store of stores) await store.close();
+  } finally {
+    await other.close();
+  }
+};
 describe('event store migrations', () => {
   it('a new schema gets every migration once, recorded with its time; a second start changes nothing', async () => {
     const schema = nextSchema();
@@ -378,13 +388,7 @@ describe('the idempotency keys table, made by the API at its start before it was
       )`.execute(database.db);
     await sql`INSERT INTO ${table(schema)} (key, fingerprint, route) VALUES ('k-1', 'f', 'POST /customers')`.execute(database.db);
     await sql`DELETE FROM ${sql.id(schema, 'eventstore_migration')} WHERE name = '0012_idempotency_keys'`.execute(database.db);
-    const other = connectPostgres(schemas.url, { max: 2 });
-    try {
-      const stores = await Promise.all([database, other].map((handle) => createPostgresEventStore(handle, { schema })));
-      for (const store of stores) await store.close();
-    } finally {
-      await other.close();
-    }
+    await openedByTwoAtOnce(schema);
     expect(await applied(schema)).toEqual(ALL);
     const { rows } = await sql`SELECT api_key_id, key FROM ${table(schema)}`.execute(database.db);
     expect(rows).toEqual([{ api_key_id: '', key: 'k-1' }]);
@@ -541,13 +545,7 @@ describe('the tables beside the events, made by their modules at start before th
       VALUES (${subscription}, 'https://example.com/hook', ${['*']}::text[], 'admin', 'whsec_1')`.execute(database.db);
     await sql`INSERT INTO ${sql.id(schema, 'integration_publishers')} (name, kind) VALUES (${`webhook:${subscription}`}, 'webhook')`.execute(database.db);
     await sql`INSERT INTO ${sql.id(schema, 'customer_keys')} (customer_id, data_key) VALUES ('c-1', '\\x00'::bytea)`.execute(database.db);
-    const other = connectPostgres(schemas.url, { max: 2 });
-    try {
-      const stores = await Promise.all([database, other].map((handle) => createPostgresEventStore(handle, { schema })));
-      for (const store of stores) await store.close();
-    } finally {
-      await other.close();
-    }
+    await openedByTwoAtOnce(schema);
     expect(await applied(schema)).toEqual(ALL);
     expect(await shapeOf(schema)).toEqual(await shapeOf(fresh));
     const keys = await sql`SELECT name, user_id, created_by, revoked_by FROM ${sql.id(schema, 'api_keys')}`.execute(database.db);

@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CrmApp } from '../../api/app.ts';
-import { READY_REUSE_MS } from '../../api/routes/ops.ts';
 import { loadConfig } from '../../cli/config.ts';
 import { DiskFull } from '../../eventstore/errors.ts';
 import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import { runCrm } from '../cli/support.ts';
+import { writesShown } from './writes-shown.ts';
 
 /**
  * The embedded database on a disk that fills up. PGlite 0.4.6 does not fail a commit whose WAL flush
@@ -35,19 +35,6 @@ const register = (name: string) =>
   app!.inject({ method: 'POST', url: '/customers', headers: auth(), payload: { name, email: `${name.toLowerCase()}@disk-full.example` } });
 /** Past the guard's 100 ms between two readings of the free space. */
 const guardLooksAgain = () => new Promise((resolve) => setTimeout(resolve, 150));
-/** What /ready says of writes (a new answer: past the one it shares for READY_REUSE_MS), and the gauge an alert watches. */
-const writesShown = async () => {
-  await new Promise((resolve) => setTimeout(resolve, READY_REUSE_MS + 50));
-  const ready = await app!.inject({ method: 'GET', url: '/ready' });
-  const metrics = await app!.inject({ method: 'GET', url: '/metrics' });
-  const body = ready.json<{ writes: { state: string; reason: string | null; since: string | null; detail: string | null }; warnings: string[] }>();
-  return {
-    status: ready.statusCode,
-    writes: body.writes,
-    warnings: body.warnings,
-    gauge: /^crm_writes_refused\{reason="disk-full"\} (\d)$/m.exec(metrics.body)?.[1],
-  };
-};
 
 beforeAll(async () => {
   folder = await mkdtemp(join(tmpdir(), 'crm-disk-full-'));
@@ -71,7 +58,7 @@ describe('the embedded database on a disk that fills up', () => {
     expect(first.statusCode, first.body).toBe(201);
     const { id: adaId } = first.json<{ id: string }>();
     const head = await crm.store.headPosition();
-    expect(await writesShown()).toMatchObject({ writes: { state: 'accepted', reason: null, since: null, detail: null }, gauge: '0' });
+    expect(await writesShown(app)).toMatchObject({ writes: { state: 'accepted', reason: null, since: null, detail: null }, gauge: '0' });
 
     const filler = join(folder, 'filler');
     execFileSync('fallocate', ['-l', `${FILLER_MB}M`, filler]);
@@ -88,7 +75,7 @@ describe('the embedded database on a disk that fills up', () => {
       const listed = await app.inject({ method: 'GET', url: `/customers?limit=5`, headers: auth() });
       expect(listed.statusCode, listed.body).toBe(200);
       // Ready still (queries answer: out of the balancer, reads would go too), saying that writes are refused and why.
-      const shown = await writesShown();
+      const shown = await writesShown(app);
       expect(shown).toMatchObject({ status: 200, writes: { state: 'refused', reason: 'disk-full' }, gauge: '1' });
       expect(Date.parse(shown.writes.since!)).toBeGreaterThan(Date.now() - 60_000);
       expect(shown.writes.detail).toBe(
@@ -97,7 +84,7 @@ describe('the embedded database on a disk that fills up', () => {
       expect(shown.warnings).toContain(`writes are refused since ${shown.writes.since}: ${shown.writes.detail}`);
       // A second refusal is the same state going on: since the first.
       expect((await register('Grace')).statusCode).toBe(503);
-      expect((await writesShown()).writes.since).toBe(shown.writes.since);
+      expect((await writesShown(app)).writes.since).toBe(shown.writes.since);
 
       // The projections' writes (leases, checkpoints) are refused too: they wait and try again, none fails.
       await new Promise((resolve) => setTimeout(resolve, 2_000));
@@ -110,7 +97,7 @@ describe('the embedded database on a disk that fills up', () => {
     await guardLooksAgain();
     const taken = await register('Grace');
     expect(taken.statusCode, taken.body).toBe(201);
-    expect(await writesShown()).toMatchObject({ status: 200, writes: { state: 'accepted', reason: null }, gauge: '0' });
+    expect(await writesShown(app)).toMatchObject({ status: 200, writes: { state: 'accepted', reason: null }, gauge: '0' });
     const { position } = taken.json<{ position: string }>();
     const projected = await app.inject({ method: 'GET', url: `/customers/${adaId}?waitFor=${position}`, headers: auth() });
     expect(projected.statusCode, projected.body).toBe(200);

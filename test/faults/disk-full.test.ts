@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CrmApp } from '../../api/app.ts';
-import { READY_REUSE_MS } from '../../api/routes/ops.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
 import { poll } from '../cli/support.ts';
 import { testSchemas } from '../support/postgres.ts';
 import { openTestCrm } from '../support/runtime.ts';
+import { writesShown } from './writes-shown.ts';
 
 /**
  * The database's disk fills up: PostgreSQL refuses writes with SQLSTATE 53100 ("could not extend
@@ -43,19 +43,6 @@ const createRequest = (id: string) => ({
 const createCustomer = (id: string) => app.inject(createRequest(id));
 const fillDisk = (table: string) => sql.query(`CREATE TRIGGER disk_full BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION "${schemas.read}".disk_full()`);
 const freeSpace = (table: string) => sql.query(`DROP TRIGGER disk_full ON ${table}`);
-/** What /ready says of writes (a new answer: past the one it shares for READY_REUSE_MS), and the gauge an alert watches. */
-const writesShown = async () => {
-  await new Promise((resolve) => setTimeout(resolve, READY_REUSE_MS + 50));
-  const ready = await app.inject({ method: 'GET', url: '/ready' });
-  const metrics = await app.inject({ method: 'GET', url: '/metrics' });
-  const body = ready.json<{ writes: { state: string; reason: string | null; since: string | null; detail: string | null }; warnings: string[] }>();
-  return {
-    status: ready.statusCode,
-    writes: body.writes,
-    warnings: body.warnings,
-    gauge: /^crm_writes_refused\{reason="disk-full"\} (\d)$/m.exec(metrics.body)?.[1],
-  };
-};
 const checkpoints = async () =>
   (await sql.query<{ name: string; state: string }>(`SELECT name, state FROM "${schemas.read}".projection_checkpoints ORDER BY name`)).rows;
 
@@ -71,7 +58,7 @@ describe('a full disk', () => {
     // The retry is answered with what was stored, and says nothing of the disk (it cleared the refusal until 2026-12-07).
     expect((await retried()).statusCode).toBe(201);
     // Queries answer meanwhile: /ready stays 200 and says that writes are refused, and why; the gauge is 1.
-    const shown = await writesShown();
+    const shown = await writesShown(app);
     await freeSpace(`"${schemas.events}".events`);
     expect(shown).toMatchObject({
       status: 200,
@@ -90,7 +77,7 @@ describe('a full disk', () => {
     const accepted = await createCustomer(id);
     expect(accepted.statusCode, accepted.body).toBe(201);
     // Cleared by the command recorded.
-    expect(await writesShown()).toMatchObject({ status: 200, writes: { state: 'accepted', reason: null, since: null, detail: null }, gauge: '0' });
+    expect(await writesShown(app)).toMatchObject({ status: 200, writes: { state: 'accepted', reason: null, since: null, detail: null }, gauge: '0' });
   });
 
   it('holds the projections back instead of failing them, and they catch up by themselves once space is freed', async () => {
