@@ -1,39 +1,32 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createApiMetrics } from '../../api/metrics.ts';
-import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
+import type { CommandContext, CrmCommands } from '../../commands/index.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
-import { createPersonalData } from '../../eventstore/personal-data.ts';
-import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
+import type { SqlDatabase } from '../../eventstore/postgres/index.ts';
 import { readPublisherStatus, reportedState } from '../../integration/publishers.ts';
 import { integrationTables, NATS_PUBLISHER, type IntegrationTables } from '../../integration/tables.ts';
 import { lagReader } from '../../projections/status.ts';
 import { storedEvents } from '../support/events.ts';
-import { testSchemas } from '../support/postgres.ts';
+import { commandStoreFor } from '../support/command-store.ts';
 
 /**
  * The lag a publisher reports while it fails and while the database is slow: counted from the oldest
  * event it has not delivered (or, past the read's bound, from its last delivery), never from its last
  * failed attempt; and an unknown count said to be unknown, not 1.
  */
-const schemas = testSchemas('publisherlag');
+const opened = commandStoreFor('publisherlag');
+const { schemas } = opened;
 let database: SqlDatabase;
 let store: EventStore;
 let commands: CrmCommands;
 let tables: IntegrationTables;
 
 beforeAll(async () => {
-  database = connectPostgres(schemas.url, { max: 4 });
-  store = await createPostgresEventStore(database, { schema: schemas.events });
-  commands = createCrmCommands({ store, personalData: await createPersonalData(database.db, { schema: schemas.events }) });
+  ({ database, store, api: commands } = opened);
   tables = integrationTables(database.db, schemas.events);
   await tables.migrate();
-});
-afterAll(async () => {
-  await store?.close();
-  await database?.close();
-  await schemas.dropSchemas();
 });
 
 const ctx = (): CommandContext => ({ actor: { userId: 'publisher-lag', roles: ['admin'] }, correlationId: randomUUID() });
