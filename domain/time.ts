@@ -10,6 +10,9 @@ export const addHours = (iso: string, hours: number): string => new Date(Date.pa
 /** The earlier of two instants, as given. */
 export const earlierOf = (a: string, b: string): string => (Date.parse(a) <= Date.parse(b) ? a : b);
 
+/** The later of two instants, as given; `a` may be null (nothing yet). */
+export const laterOf = (a: string | null, b: string): string => (a !== null && Date.parse(a) >= Date.parse(b) ? a : b);
+
 export const isBefore = (a: string, b: string): boolean => Date.parse(a) < Date.parse(b);
 
 /** Whether two times name one instant, however written (`+02:00` or `Z`, with or without milliseconds). */

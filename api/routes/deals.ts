@@ -5,6 +5,7 @@ import { DealStage } from '../../domain/deal/events.ts';
 import type { RouteContext } from '../route-context.ts';
 import { commandRoute } from '../command-route.ts';
 import { awaitReadModels, WaitForQuery } from '../http.ts';
+import { Currency } from '../../domain/money.ts';
 import { IsoDate, PersonRef } from '../../domain/shared.ts';
 import { ProblemError, problemResponses } from '../problems.ts';
 import { getRoute, listRoute, resolveMe } from '../query-route.ts';
@@ -20,6 +21,9 @@ export const DealListFilters = {
   customerId: z.uuid().optional(),
   expectedCloseFrom: IsoDate.optional(),
   expectedCloseTo: IsoDate.optional(),
+  currency: Currency.optional().describe(
+    "The deal's currency: with `sort=amount`, a ranking of amounts in one currency (the sort compares amounts as written, not in the base currency)",
+  ),
   sort: z.enum(['expectedCloseDate', '-expectedCloseDate', 'amount', '-amount', 'updatedAt', '-updatedAt', 'createdAt', '-createdAt']).default('-createdAt'),
 };
 

@@ -1,7 +1,7 @@
 import { assertCustomerUsable } from '../customer/decider.ts';
 import type { Decider } from '../decider.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
-import { assertNotBefore, inUtc, isBefore } from '../time.ts';
+import { assertNotBefore, inUtc, isBefore, laterOf } from '../time.ts';
 import { toMinor } from '../money.ts';
 import type { DealCommand } from './commands.ts';
 import type { DealEvent, DealStage, OpenDealStage } from './events.ts';
@@ -35,6 +35,11 @@ export interface DealState {
   /** Business time of the opening, and of entering the current stage (won and lost are stages here): null where the fold had none. */
   openedAt: string | null;
   stageEnteredAt: string | null;
+  /**
+   * Business time of the latest edit (title, amount, owner, close date, probability): an edit dated
+   * before it would be folded after it and hide it, now and in every "as of" answer.
+   */
+  lastChangedAt: string | null;
 }
 
 export const initialDealState = (): DealState => ({
@@ -53,6 +58,7 @@ export const initialDealState = (): DealState => ({
   lostReason: null,
   openedAt: null,
   stageEnteredAt: null,
+  lastChangedAt: null,
 });
 
 const isClosed = (stage: DealStage | null): stage is 'won' | 'lost' => stage === 'won' || stage === 'lost';
@@ -64,6 +70,8 @@ const withProbability = (s: DealState): DealState => ({ ...s, probability: dealP
 
 export const evolveDeal = (state: DealState, event: DealEvent, occurredAt?: string): DealState => {
   const at = occurredAt ?? null;
+  // The latest, not the last: a history recorded before edits were held to order may hold one out of it.
+  const edited = (): Pick<DealState, 'lastChangedAt'> => ({ lastChangedAt: at === null ? state.lastChangedAt : laterOf(state.lastChangedAt, at) });
   switch (event.type) {
     case 'DealOpened': {
       const d = event.data;
@@ -85,15 +93,15 @@ export const evolveDeal = (state: DealState, event: DealEvent, occurredAt?: stri
       });
     }
     case 'DealTitleChanged':
-      return { ...state, title: event.data.title };
+      return { ...state, ...edited(), title: event.data.title };
     case 'DealAmountChanged':
-      return { ...state, amount: event.data.amount, currency: event.data.currency };
+      return { ...state, ...edited(), amount: event.data.amount, currency: event.data.currency };
     case 'DealOwnerChanged':
-      return { ...state, ownerId: event.data.ownerId };
+      return { ...state, ...edited(), ownerId: event.data.ownerId };
     case 'DealExpectedCloseChanged':
-      return { ...state, expectedCloseDate: event.data.expectedCloseDate };
+      return { ...state, ...edited(), expectedCloseDate: event.data.expectedCloseDate };
     case 'DealProbabilityOverridden':
-      return withProbability({ ...state, probabilityOverride: event.data.probabilityOverride });
+      return withProbability({ ...state, ...edited(), probabilityOverride: event.data.probabilityOverride });
     case 'DealStageChanged':
       return withProbability({ ...state, stage: event.data.to, lastOpenStage: event.data.to, stageEnteredAt: at });
     case 'DealWon':
@@ -165,6 +173,7 @@ export const decideDeal = (command: DealCommand, state: DealState): DealEvent[] 
       if (Object.keys(commercial).length > 0) assertOpen(state, dealId);
       else if (!state.exists) throw notFound('deal.not_found', `Deal ${dealId} does not exist`, 'dealId', { dealId });
       assertNotBefore(command.occurredAt, state.openedAt, 'deal.before_opening', "the deal's opening");
+      assertNotBefore(command.occurredAt, state.lastChangedAt, 'deal.before_last_change', "the deal's last change");
       if (title !== undefined && title !== state.title) events.push({ type: 'DealTitleChanged', data: { dealId, title } });
       if (Object.keys(commercial).length === 0) return events;
       const amount = command.amount ?? state.amount;

@@ -39,6 +39,7 @@ export interface DealListQuery {
   customerId?: string;
   expectedCloseFrom?: string;
   expectedCloseTo?: string;
+  currency?: string;
   /** expectedCloseDate | amount | updatedAt | createdAt, `-` for descending. Default `-createdAt`. */
   sort?: string;
   limit?: number;
@@ -133,6 +134,7 @@ export async function listDeals(source: ReadModelSource, query: DealListQuery = 
   if (query.customerId) where.push(ofCustomerAndMerged(source, uuidOf(query.customerId), sql`t.customer_id`));
   if (query.expectedCloseFrom) where.push(sql`t.expected_close_date >= ${query.expectedCloseFrom}::date`);
   if (query.expectedCloseTo) where.push(sql`t.expected_close_date <= ${query.expectedCloseTo}::date`);
+  if (query.currency) where.push(sql`t.currency = ${query.currency}`);
   const list = (extra: RawBuilder<unknown>[], lookup: CustomerOwnerLookup) =>
     listOf(
       {

@@ -2,7 +2,7 @@ import { dealProbability } from '../../domain/deal/decider.ts';
 import type { DealStage } from '../../domain/deal/events.ts';
 import type { ProjectedEvent } from '../../shared/events.ts';
 import { divideRounded, minorOf, minorOfNumeric, numericOf, roundedMinorOf } from '../../shared/money.ts';
-import { occurredAt, type Instant } from './common.ts';
+import { latest, occurredAt, type Instant } from './common.ts';
 
 /**
  * A deal folded from its stream, written once: the live projection (deals.ts), rebuild and replay
@@ -146,6 +146,7 @@ export function evolveDeal(state: DealRow | undefined, e: ProjectedEvent): DealR
       return state;
   }
   row.revision = e.revision;
-  row.last_event_at = at;
+  // The latest business time, not the last folded: a change dated back does not make the deal look stale.
+  row.last_event_at = latest(row.last_event_at, at);
   return withFigures(row);
 }

@@ -141,7 +141,9 @@ export const dealsProjection: Projection = {
   // generated; the pipeline counts (pipeline.ts).
   // 6: `expected_close_date` kept as the day it is (embedded database west of UTC: a day early, one more
   // each time the row was written again, and the pipeline's month with it); rebuilt once on upgrade.
-  version: 6,
+  // 7: `last_event_at` the latest business time of the deal's events, not the last folded (a change
+  // dated back moved a deal's "updated at" back).
+  version: 7,
   tables: ['deals', DEAL_CUSTOMER_OWNERS.table, PIPELINE_STAGES, PIPELINE_MONTHS],
   filter: { eventTypes: [...Object.keys(dealEventSchemas), ...CUSTOMER_OWNER_EVENTS] },
   migrate,

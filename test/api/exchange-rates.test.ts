@@ -187,6 +187,9 @@ describe('pipeline in the base currency', () => {
       ['GBP', 300, 345, 34.5, []],
       ['USD', 2000, 1800, 900, []],
     ]);
+    // The sort compares amounts as written; `currency=` ranks the deals of one currency.
+    const inUsd = (await get(`/deals?ownerId=${owner('bob')}&currency=USD&sort=-amount`, last.position)).items;
+    expect(inUsd.map((d: Record<string, unknown>) => [d.currency, d.amount])).toEqual([['USD', 2000]]);
     // The figures per currency are still there, unchanged.
     const own = await get(`/pipeline?ownerId=${owner('bob')}`, last.position);
     expect(own.totals).toEqual([

@@ -293,6 +293,7 @@ describe('deal: what the folded state remembers', () => {
       lostReason: null,
       openedAt: null,
       stageEnteredAt: null,
+      lastChangedAt: null,
     });
   });
   it('commercial changes are read back, so the same change afterwards decides nothing', () => {
@@ -405,6 +406,33 @@ describe('deal: business time runs forward', () => {
       .given([timed(opened(), openedAt), timed(lost, closedAt)])
       .when(at(cmd('ReopenDeal', {}), movedAt))
       .thenRefused('deal.before_stage_entered', 'occurredAt', { notBefore: closedAt });
+  });
+  it('an edit is dated after the latest edit: one dated back would be folded over it and hide it', () => {
+    const slippedAt = '2026-03-12T09:00:00.000Z';
+    const slipped: DealEvent = { type: 'DealExpectedCloseChanged', data: { dealId: DEAL, expectedCloseDate: '2026-09-30' } };
+    const given = spec.given([timed(opened(), openedAt), timed(slipped, slippedAt)]);
+    expect(given.state.lastChangedAt).toBe(slippedAt);
+    // Any edit, a title too: its time is the deal's "updated at".
+    for (const edit of [{ amount: 4500 }, { expectedCloseDate: '2026-06-30' }, { ownerId: 'carol' }, { probabilityOverride: 0.3 }, { title: 'Older' }])
+      given.when(at(cmd('ChangeDeal', edit), '2026-03-05T09:00:00.000Z')).thenRefused('deal.before_last_change', 'occurredAt', { notBefore: slippedAt });
+    given
+      .when(at(cmd('ChangeDeal', { amount: 4500 }), '2026-03-12T10:00:00.000Z'))
+      .then([{ type: 'DealAmountChanged', data: { dealId: DEAL, amount: 4500, currency: 'EUR' } }]);
+    // Within the clocks' drift of the latest edit: no contradiction.
+    const iso = (ms: number) => new Date(Date.parse(slippedAt) + ms).toISOString();
+    given
+      .when(at(cmd('ChangeDeal', { amount: 4500 }), iso(-BUSINESS_TIME_SKEW_MS)))
+      .then([{ type: 'DealAmountChanged', data: { dealId: DEAL, amount: 4500, currency: 'EUR' } }]);
+    // A stage move is no edit: an edit may still be dated between the opening and a later move.
+    spec
+      .given([timed(opened(), openedAt), timed(moved('lead', 'qualified'), slippedAt)])
+      .when(at(cmd('ChangeDeal', { amount: 4500 }), '2026-03-05T09:00:00.000Z'))
+      .then([{ type: 'DealAmountChanged', data: { dealId: DEAL, amount: 4500, currency: 'EUR' } }]);
+  });
+  it('a history recorded with its edits out of order keeps the latest edit time', () => {
+    const edit = (amount: number): DealEvent => ({ type: 'DealAmountChanged', data: { dealId: DEAL, amount, currency: 'EUR' } });
+    const state = spec.given([timed(opened(), openedAt), timed(edit(6000), '2026-03-20T09:00:00.000Z'), timed(edit(5500), '2026-03-10T09:00:00.000Z')]).state;
+    expect(state.lastChangedAt).toBe('2026-03-20T09:00:00.000Z');
   });
   it('a stage entered after the opening (a moved deal) is where its order starts', () => {
     const enteredAt = '2026-03-15T09:00:00.000Z';

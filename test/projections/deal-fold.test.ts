@@ -91,6 +91,11 @@ describe('the deal fold', () => {
       .given([opened, qualified])
       .when(on({ type: 'DealTitleChanged', data: { dealId, title: 'Fleet renewal' } }, at(4)))
       .then({ title: 'Fleet renewal', stage_entered_at: at(3), last_event_at: at(4) });
+    // A change dated before the latest event (allowed before a stage move): the deal was updated at the latest.
+    deal
+      .given([opened, qualified])
+      .when(on({ type: 'DealTitleChanged', data: { dealId, title: 'Fleet renewal' } }, at(2)))
+      .then({ title: 'Fleet renewal', last_event_at: at(3) });
   });
 
   it('an override takes the place of the stage default while open, stored as numeric(5,4) stores it', () => {
