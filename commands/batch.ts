@@ -25,7 +25,7 @@ import {
   customerForgotten,
   fillDerivedIds,
   needsCustomerSnapshot,
-  needsOwnerSnapshot,
+  namedUserOf,
   prepareCommand,
   protectForCommand,
   type PreparedCommand,
@@ -77,7 +77,8 @@ const readAlso = (p: PreparedCommand): [string, AggregateKind][] => {
     if (typeof dealId === 'string') also.push([streamOf('deal', dealId), 'deal']);
     else if (typeof customerId === 'string') also.push([streamOf('customer', customerId), 'customer']);
   }
-  if (needsOwnerSnapshot(p.type) && typeof p.command.ownerId === 'string') also.push([streamOf('user', p.command.ownerId), 'user']);
+  const named = namedUserOf(p.type, p.command);
+  if (named) also.push([streamOf('user', named.userId), 'user']);
   return also;
 };
 
@@ -454,8 +455,8 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           const customer = workOn('customer', streamOf('customer', command.customerId as string));
           command.customer = customerSnapshot(customer.state as never);
         }
-        if (needsOwnerSnapshot(p.type) && typeof command.ownerId === 'string')
-          command.owner = userSnapshot(workOn('user', streamOf('user', command.ownerId)).state as never);
+        const named = namedUserOf(p.type, command);
+        if (named) command[named.into] = userSnapshot(workOn('user', streamOf('user', named.userId)).state as never);
         if (p.type === 'RecordPurchase' || p.type === 'RefundPurchase')
           await resolveMergedOrder({ ...p, command }, w.state as never, (id) => stateOf('customer', id));
         if (p.kind === 'activity') {

@@ -36,7 +36,7 @@ import {
   fillDerivedIds,
   needsCustomerSnapshot,
   needsKnownTeams,
-  needsOwnerSnapshot,
+  namedUserOf,
   prepareCommand,
   protectForCommand,
   type DomainEventList,
@@ -159,7 +159,8 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   /** Snapshots a command's decider needs of other streams (a customer's owner, a user's teams), filled before deciding. */
   const fillReferences = async (prepared: PreparedCommand, from: Load): Promise<void> => {
     const { command, type } = prepared;
-    if (needsOwnerSnapshot(type) && typeof command.ownerId === 'string') command.owner = userSnapshot((await from('user', command.ownerId)).state);
+    const named = namedUserOf(type, command);
+    if (named) command[named.into] = userSnapshot((await from('user', named.userId)).state);
     if (needsKnownTeams(type) && Array.isArray(command.teamIds)) {
       const teams = [...new Set(command.teamIds as string[])];
       const exists = await Promise.all(teams.map(async (t) => (await from('team', t)).state.exists));

@@ -4,7 +4,7 @@ import type { CrmEventType } from '../domain/catalogue.ts';
 import { invalidState } from '../domain/errors.ts';
 import type { SlaPolicy } from '../domain/feedback/sla.ts';
 import { EventMetadata } from '../domain/metadata.ts';
-import { BUSINESS_TIME_SKEW_MS, inNfc, isBeyondNow } from '../domain/shared.ts';
+import { BUSINESS_TIME_SKEW_MS, inNfc, isBeyondNow, namesUser } from '../domain/shared.ts';
 import { CustomerDataKeyMissing, PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
 import { aggregateRegistry, streamOf } from './aggregates.ts';
 import { meaningAsSpelt, meaningOf } from './fingerprint.ts';
@@ -189,9 +189,26 @@ export const fillDerivedIds = (prepared: PreparedCommand, actorId: string): void
 /** Commands whose decider needs a snapshot of the customer they name (`command.customer`). */
 export const needsCustomerSnapshot = (type: CommandType): boolean => type === 'OpenDeal' || type === 'SubmitFeedback' || type === 'RecordCampaignResponse';
 
-/** Commands whose decider needs the named owner's snapshot (`command.owner`) when `ownerId` is given. */
-export const needsOwnerSnapshot = (type: CommandType): boolean =>
-  type === 'RegisterCustomer' || type === 'ChangeCustomerDetails' || type === 'AssignCustomerOwner';
+/** The field of each command naming a user whose snapshot its decider checks, and where the snapshot goes. */
+const NAMED_USERS: Partial<Record<CommandType, { field: 'ownerId' | 'assigneeId'; into: 'owner' | 'assignee' }>> = {
+  RegisterCustomer: { field: 'ownerId', into: 'owner' },
+  ChangeCustomerDetails: { field: 'ownerId', into: 'owner' },
+  AssignCustomerOwner: { field: 'ownerId', into: 'owner' },
+  OpenDeal: { field: 'ownerId', into: 'owner' },
+  ChangeDeal: { field: 'ownerId', into: 'owner' },
+  AssignFeedback: { field: 'assigneeId', into: 'assignee' },
+};
+
+/**
+ * The user a command names whose snapshot its decider needs (`command.owner`, `command.assignee`):
+ * a customer's or a deal's owner, a feedback item's assignee. Only an id names a user: a deal's owner
+ * or an assignee may be a name (an import's), whose stream would be no one's.
+ */
+export const namedUserOf = (type: CommandType, command: Record<string, unknown>): { userId: string; into: 'owner' | 'assignee' } | undefined => {
+  const named = NAMED_USERS[type];
+  const userId = named === undefined ? undefined : command[named.field];
+  return typeof userId === 'string' && namesUser(userId) ? { userId, into: named!.into } : undefined;
+};
 
 /** Commands whose decider needs to know which of the named teams exist (`command.knownTeams`). */
 export const needsKnownTeams = (type: CommandType): boolean => type === 'RegisterUser' || type === 'ChangeUser';

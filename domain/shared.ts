@@ -103,6 +103,8 @@ export const Id = z.uuid().toLowerCase();
 const UUID_SPELLING = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const personRefOf = (text: string): string => (UUID_SPELLING.test(text) ? text.toLowerCase() : text);
 export const PersonRef = SingleLineText.min(1).max(200).overwrite(personRefOf);
+/** Whether a PersonRef names a user (it is spelled as a user id); a name (an import's) names none. */
+export const namesUser = (ref: string): boolean => UUID_SPELLING.test(ref);
 /**
  * A person as a command names one: a PersonRef but `me`, which is no one until an API request makes
  * it the user its key belongs to (api/command-route.ts); stored as sent, it was an owner nobody is,
@@ -110,6 +112,9 @@ export const PersonRef = SingleLineText.min(1).max(200).overwrite(personRefOf);
  */
 export const CommandPersonRef = PersonRef.refine((text) => text !== 'me', {
   message: "'me' names no one here: send a user id ('me' is the caller's user only in an API request's body)",
+}).refine((text) => text === 'me' || text.toLowerCase() !== 'me', {
+  // `ME` or `Me` was stored as an owner nobody is, counted apart in the pipeline by owner.
+  message: "write 'me' in lower case for your own user, or send a user id",
 });
 /**
  * The largest time zone offset, in minutes, that PostgreSQL's timestamptz takes (±15:59); ISO 8601 and

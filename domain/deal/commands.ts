@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
+import type { UserSnapshot } from '../user/decider.ts';
 import { CommandAmount, hasAtMostFourDecimals, IsoCurrency, toFourDecimals } from '../money.ts';
 import { BusinessTime, Id, IsoDate, MultiLineText, CommandPersonRef, DisplayText, withBusinessTime } from '../shared.ts';
 import { OpenDealStage } from './events.ts';
@@ -67,9 +68,11 @@ export const dealCommandSchemas = withBusinessTime({
 type P<K extends keyof typeof dealCommandSchemas> = z.infer<(typeof dealCommandSchemas)[K]>;
 type Cmd<K extends string, Payload> = { type: K; occurredAt: string } & Payload;
 
+/** `owner`: the snapshot of the user `ownerId` names, filled by the handler when it names one. */
+type WithOwner = { owner?: UserSnapshot };
 /** The handler reads the customer's stream and passes what the rule needs, so `decide` stays pure. */
-export type OpenDeal = Cmd<'OpenDeal', Omit<P<'OpenDeal'>, 'dealId'> & { dealId: string; customer: CustomerSnapshot }>;
-export type ChangeDeal = Cmd<'ChangeDeal', P<'ChangeDeal'>>;
+export type OpenDeal = Cmd<'OpenDeal', Omit<P<'OpenDeal'>, 'dealId'> & { dealId: string; customer: CustomerSnapshot } & WithOwner>;
+export type ChangeDeal = Cmd<'ChangeDeal', P<'ChangeDeal'> & WithOwner>;
 export type MoveDealStage = Cmd<'MoveDealStage', P<'MoveDealStage'>>;
 export type WinDeal = Cmd<'WinDeal', P<'WinDeal'>>;
 export type LoseDeal = Cmd<'LoseDeal', P<'LoseDeal'>>;

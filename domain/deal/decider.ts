@@ -3,6 +3,7 @@ import type { Decider } from '../decider.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
 import { assertNotBefore, inUtc, isBefore, laterOf } from '../time.ts';
 import { toMinor } from '../money.ts';
+import { assertPersonUsable } from '../user/decider.ts';
 import type { DealCommand } from './commands.ts';
 import type { DealEvent, DealStage, OpenDealStage } from './events.ts';
 
@@ -136,6 +137,7 @@ export const decideDeal = (command: DealCommand, state: DealState): DealEvent[] 
     case 'OpenDeal': {
       if (state.exists) throw invalidState('deal.already_opened', `Deal ${dealId} already exists`, 'dealId');
       assertCustomerUsable(command.customer, command.customerId, { requireActive: true, at: command.occurredAt });
+      assertPersonUsable(command.owner, command.ownerId, 'ownerId');
       const { stageEnteredAt } = command;
       if (stageEnteredAt !== undefined && isBefore(stageEnteredAt, command.occurredAt))
         throw ruleViolated(
@@ -168,7 +170,7 @@ export const decideDeal = (command: DealCommand, state: DealState): DealEvent[] 
     }
     case 'ChangeDeal': {
       const events: DealEvent[] = [];
-      const { title, dealId: _id, type: _type, occurredAt: _at, ...commercial } = command;
+      const { title, dealId: _id, type: _type, occurredAt: _at, owner, ...commercial } = command;
       // A title alone may change at any stage; anything commercial only while the deal is open.
       if (Object.keys(commercial).length > 0) assertOpen(state, dealId);
       else if (!state.exists) throw notFound('deal.not_found', `Deal ${dealId} does not exist`, 'dealId', { dealId });
@@ -180,8 +182,10 @@ export const decideDeal = (command: DealCommand, state: DealState): DealEvent[] 
       const currency = command.currency ?? state.currency ?? '';
       if (toMinor(amount) !== toMinor(state.amount) || currency !== state.currency)
         events.push({ type: 'DealAmountChanged', data: { dealId, amount, currency } });
-      if (command.ownerId !== undefined && command.ownerId !== state.ownerId)
+      if (command.ownerId !== undefined && command.ownerId !== state.ownerId) {
+        assertPersonUsable(owner, command.ownerId, 'ownerId');
         events.push({ type: 'DealOwnerChanged', data: { dealId, ownerId: command.ownerId } });
+      }
       if (command.expectedCloseDate !== undefined && command.expectedCloseDate !== state.expectedCloseDate)
         events.push({ type: 'DealExpectedCloseChanged', data: { dealId, expectedCloseDate: command.expectedCloseDate } });
       if (command.probabilityOverride !== undefined && command.probabilityOverride !== state.probabilityOverride)

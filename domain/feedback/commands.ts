@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
+import type { UserSnapshot } from '../user/decider.ts';
 import { Id, IsoDateTime, LongMultiLineText, MultiLineText, CommandPersonRef, DisplayText, withBusinessTime } from '../shared.ts';
 import { Csat, FeedbackChannel, FeedbackKind, FeedbackPriority, Nps } from './events.ts';
 
@@ -57,7 +58,8 @@ type Cmd<K extends string, Payload> = { type: K; occurredAt: string } & Payload;
 
 /** The handler reads the customer's stream and passes what the rule needs. */
 export type SubmitFeedback = Cmd<'SubmitFeedback', Omit<P<'SubmitFeedback'>, 'feedbackId'> & { feedbackId: string; customer: CustomerSnapshot }>;
-export type AssignFeedback = Cmd<'AssignFeedback', P<'AssignFeedback'>>;
+/** `assignee`: the snapshot of the user `assigneeId` names, filled by the handler when it names one. */
+export type AssignFeedback = Cmd<'AssignFeedback', P<'AssignFeedback'> & { assignee?: UserSnapshot }>;
 export type RespondToFeedback = Cmd<'RespondToFeedback', Omit<P<'RespondToFeedback'>, 'responderId'> & { responderId: string }>;
 export type EscalateFeedback = Cmd<'EscalateFeedback', P<'EscalateFeedback'>>;
 export type ResolveFeedback = Cmd<'ResolveFeedback', P<'ResolveFeedback'>>;

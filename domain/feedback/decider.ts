@@ -5,6 +5,7 @@ import { addHours, assertNotBefore, earlierOf, inUtc } from '../time.ts';
 import type { FeedbackCommand } from './commands.ts';
 import type { FeedbackEvent, FeedbackPriority, FeedbackStatus } from './events.ts';
 import { defaultSlaPolicy, nextPriority, priorityRank, type SlaPolicy } from './sla.ts';
+import { assertPersonUsable } from '../user/decider.ts';
 
 /**
  * Feedback lifecycle: open -> in_progress (assigned or answered) -> resolved -> closed.
@@ -165,6 +166,7 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
         const status = assertExists(state, command);
         if (status === 'closed') throw invalidState('feedback.closed', `Feedback ${feedbackId} is closed`, 'feedbackId');
         if (state.assigneeId === command.assigneeId) return [];
+        assertPersonUsable(command.assignee, command.assigneeId, 'assigneeId');
         return [{ type: 'FeedbackAssigned', data: { feedbackId, assigneeId: command.assigneeId } }];
       }
       case 'RespondToFeedback':

@@ -1,6 +1,6 @@
 import type { Decider } from '../decider.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
-import { normaliseEmail } from '../shared.ts';
+import { namesUser, normaliseEmail } from '../shared.ts';
 import type { UserCommand } from './commands.ts';
 import type { UserEvent, UserRole, UserVisibility } from './events.ts';
 
@@ -115,4 +115,14 @@ export const userSnapshot = (state: UserState): UserSnapshot => ({ exists: state
 export const assertOwnerUsable = (owner: UserSnapshot, ownerId: string, field = 'ownerId'): void => {
   if (!owner.exists) throw ruleViolated('user.not_found', `No user ${ownerId}`, field, { ownerId });
   if (!owner.active) throw ruleViolated('user.inactive', `User ${ownerId} is deactivated`, field, { ownerId });
+};
+
+/**
+ * A person named by text (a deal's owner, a feedback item's assignee: domain/shared.ts `PersonRef`)
+ * spelled as a user id is a registered, active user, as a customer's owner is: an unknown or
+ * mistyped id was stored as an owner nobody is, and a deactivated user was given new work. A name
+ * names no user and is taken as it is. `user` is the snapshot the handler filled (absent: no user).
+ */
+export const assertPersonUsable = (user: UserSnapshot | undefined, ref: string, field: string): void => {
+  if (namesUser(ref)) assertOwnerUsable(user ?? { exists: false, active: false }, ref, field);
 };

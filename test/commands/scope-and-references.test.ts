@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createBatchCommands } from '../../commands/batch.ts';
 import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
 import { MAX_MERGE_CHAIN } from '../../domain/customer/decider.ts';
 import { DomainError } from '../../domain/errors.ts';
@@ -7,6 +8,7 @@ import { OutcomeUnknown } from '../../eventstore/errors.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData, decodeRecordedEvent, type PersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
+import { TEST_CUSTOMER_ID_KEY } from '../support/fixtures.ts';
 import { testSchemas } from '../support/postgres.ts';
 
 /**
@@ -294,6 +296,41 @@ describe('the streams a command refers to', () => {
     expect((await eventsOf(dana.stream)).map((e) => e.type)).toEqual(['UserRegistered', 'UserJoinedTeam']);
     const changeRefused = await refusal(commands.execute({ type: 'ChangeUser', userId: dana.id, teamIds: [team, missing] }, admin()));
     expect(changeRefused).toMatchObject({ code: 'team.not_found', details: { teamIds: [missing] } });
+  });
+
+  it("a deal's owner or a feedback item's assignee named by a user id is a registered, active user, in a command and in an import's batch; a name is taken", async () => {
+    const customerId = await customerOf();
+    const nobody = randomUUID();
+    const dealOwnedBy = (ownerId: string) => ({
+      type: 'OpenDeal',
+      customerId,
+      title: 'Renewal',
+      amount: 100,
+      currency: 'EUR',
+      ownerId,
+      expectedCloseDate: '2026-12-31',
+    });
+    expect(await refusal(commands.execute(dealOwnedBy(nobody), admin()))).toMatchObject({
+      code: 'user.not_found',
+      field: 'ownerId',
+      details: { ownerId: nobody },
+    });
+    const [imported] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([
+      { command: dealOwnedBy(nobody), ctx: admin({ idempotencyKey: `row-${nobody}` }) },
+    ]);
+    expect(imported).toMatchObject({ ok: false, error: { code: 'user.not_found', field: 'ownerId', details: { ownerId: nobody } } });
+    const dealId = (await commands.execute(dealOwnedBy('Carla from the old CRM'), admin())).id;
+    const dora = (await commands.execute({ type: 'RegisterUser', name: 'Dora', email: `dora-${randomUUID()}@example.com`, role: 'sales' }, admin())).id;
+    await commands.execute({ type: 'ChangeUser', userId: dora, active: false }, admin());
+    expect(await refusal(commands.execute({ type: 'ChangeDeal', dealId, ownerId: dora }, admin()))).toMatchObject({ code: 'user.inactive', field: 'ownerId' });
+    expect((await commands.execute({ type: 'ChangeDeal', dealId, ownerId: bob }, admin())).eventIds).toHaveLength(1);
+
+    const feedbackId = (await commands.execute({ type: 'SubmitFeedback', customerId, kind: 'question', channel: 'web', subject: 'S', body: 'B' }, admin())).id;
+    const assign = (assigneeId: string) => commands.execute({ type: 'AssignFeedback', feedbackId, assigneeId }, admin());
+    expect(await refusal(assign(nobody))).toMatchObject({ code: 'user.not_found', field: 'assigneeId' });
+    expect(await refusal(assign(dora))).toMatchObject({ code: 'user.inactive', field: 'assigneeId' });
+    expect((await assign(ann)).eventIds).toHaveLength(1);
+    expect((await eventsOf(`feedback-${feedbackId}`)).map((e) => e.type)).toEqual(['FeedbackSubmitted', 'FeedbackAssigned']);
   });
 
   it('forgetting a customer forgets the duplicates merged into it, in the answer too; a keyed retry answers the same', async () => {

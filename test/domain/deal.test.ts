@@ -42,6 +42,33 @@ describe('deal: open', () => {
   it('opens at lead by default', () => {
     spec.given([]).when(openCmd()).then([opened()]);
   });
+  it("an owner named by a user id is a registered, active user; a name (an import's) is taken as it is", () => {
+    const rep = '55555555-5555-4555-8555-555555555555';
+    const withOwner = (owner?: { exists: boolean; active: boolean }) => openCmd(activeCustomer, { ownerId: rep, ...(owner ? { owner } : {}) });
+    spec.given([]).when(withOwner()).thenRefused('user.not_found', 'ownerId', { ownerId: rep });
+    spec
+      .given([])
+      .when(withOwner({ exists: true, active: false }))
+      .thenRefused('user.inactive', 'ownerId', { ownerId: rep });
+    spec
+      .given([])
+      .when(withOwner({ exists: true, active: true }))
+      .then([{ ...opened(), data: { ...opened().data, ownerId: rep } } as DealEvent]);
+    // A change of owner is held to the same rule; other changes do not look at an owner since deactivated.
+    const ownedByRep: DealEvent = { ...opened(), data: { ...opened().data, ownerId: rep } } as DealEvent;
+    spec
+      .given([opened()])
+      .when(cmd('ChangeDeal', { ownerId: rep }))
+      .thenRefused('user.not_found', 'ownerId');
+    spec
+      .given([ownedByRep])
+      .when(cmd('ChangeDeal', { ownerId: rep, amount: 6000, owner: { exists: true, active: false } }))
+      .then([{ type: 'DealAmountChanged', data: { dealId: DEAL, amount: 6000, currency: 'EUR' } }]);
+  });
+  it("'me' in any case is no owner a command takes (the API resolves 'me' before)", () => {
+    for (const me of ['me', 'ME', 'Me']) expect(commandSchemas.ChangeDeal.safeParse({ dealId: DEAL, ownerId: me }).success, me).toBe(false);
+    expect(commandSchemas.ChangeDeal.safeParse({ dealId: DEAL, ownerId: 'Meredith' }).success).toBe(true);
+  });
   it('opens at a given stage with a probability override', () => {
     spec
       .given([])

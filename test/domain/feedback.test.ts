@@ -130,6 +130,18 @@ describe('feedback: assign and respond', () => {
       .when(cmd('AssignFeedback', { assigneeId: 'sam' }))
       .thenNothing();
   });
+  it('an assignee named by a user id is a registered, active user; a name is taken as it is', () => {
+    const agent = '77777777-7777-4777-8777-777777777777';
+    const given = spec.given([normal]);
+    given.when(cmd('AssignFeedback', { assigneeId: agent })).thenRefused('user.not_found', 'assigneeId', { ownerId: agent });
+    given.when(cmd('AssignFeedback', { assigneeId: agent, assignee: { exists: true, active: false } })).thenRefused('user.inactive', 'assigneeId');
+    given.when(cmd('AssignFeedback', { assigneeId: agent, assignee: { exists: true, active: true } })).then([ev('FeedbackAssigned', { assigneeId: agent })]);
+    // The assignee it already has, since deactivated: nothing to decide, nothing refused.
+    spec
+      .given([normal, ev('FeedbackAssigned', { assigneeId: agent })])
+      .when(cmd('AssignFeedback', { assigneeId: agent, assignee: { exists: true, active: false } }))
+      .thenNothing();
+  });
   it('flags the first response only', () => {
     const reply = cmd('RespondToFeedback', { responderId: 'sam', message: 'Looking into it' });
     spec

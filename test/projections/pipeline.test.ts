@@ -71,6 +71,7 @@ describe('kept pipeline counts', () => {
     const customer = randomUUID();
     // Users are ids: a scope lists them.
     const closerB = randomUUID();
+    await h.run({ type: 'RegisterUser', userId: closerB, name: 'Closer B', email: `closer-${closerB}@crm.example`, role: 'sales' });
     await h.run({ type: 'RegisterCustomer', customerId: customer, name: 'Closing Co', email: `closing-${customer}@example.com` });
     await h.run({ type: 'SetExchangeRate', baseCurrency: 'EUR', currency: 'CHF', rate: '1.05', validFrom: '2025-01-01T00:00:00Z' });
     const open = async (amount: number, currency: string, ownerId: string) =>
