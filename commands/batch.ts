@@ -31,7 +31,8 @@ import {
   type PreparedCommand,
 } from './prepare.ts';
 import { createSnapshotCodec, SNAPSHOT_AFTER_EVENTS, type PendingSnapshot, type SavedState } from './snapshots.ts';
-import type { AggregateKind } from './schemas.ts';
+import { createsExisting, differencesFromRecord, RecordedOtherwise, respondedAlready } from './recorded.ts';
+import { commandTargets, type AggregateKind } from './schemas.ts';
 
 /**
  * Many commands decided in memory and appended many streams per transaction (bulk import). Each
@@ -43,7 +44,9 @@ import type { AggregateKind } from './schemas.ts';
  * the others again on what was stored, so a concurrent write is never lost and never surfaces as an
  * error. Where the store keeps saved states (commands/snapshots.ts), a long customer stream is read
  * from its saved state on, and a stream that was costly to read is saved as soon as it is read.
- * Commands carry idempotency keys: a command whose events are already stored is answered as done.
+ * Commands carry idempotency keys: a command whose events are already stored is answered as done,
+ * and so is a row creating a record the store holds under another key when it says what that record
+ * holds (commands/recorded.ts: the CRM's export of records made through the API, imported back).
  */
 
 export interface BatchItem {
@@ -427,6 +430,24 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       if (!streams.has(stream)) await readMore(new Map([[stream, kind]]), streams);
       return workOn(kind, stream).state as never;
     };
+    // Rows naming a record stored under another key (commands/recorded.ts): each decided on a record of
+    // its own, from the kind's initial state, and compared with the stored one once the pass is decided.
+    const rows: { at: number; steps: number[]; stream: string; kind: AggregateKind; key: string; record: { state: unknown } }[] = [];
+    const rowOn = new Map<string, (typeof rows)[number]>();
+    const recordOf = (p: PreparedCommand, w: Working, at: number): { state: unknown } | undefined => {
+      const key = p.metadata.idempotencyKey!;
+      if (createsExisting(commandTargets[p.type].creates, w.state)) {
+        const row = { at, steps: [at], stream: p.stream, kind: p.kind, key, record: { state: folders[p.kind].initialState() } };
+        rows.push(row);
+        rowOn.set(p.stream, row);
+        return row.record;
+      }
+      // The row's later steps: keyed after its creation (rows.ts).
+      const row = rowOn.get(p.stream);
+      if (!row || !key.startsWith(`${row.key}:`)) return undefined;
+      row.steps.push(at);
+      return row.record;
+    };
     // The batch before is being stored meanwhile: its reply is read between commands (shared/io-turns.ts).
     const turns = ioTurns();
     for (let i = 0; i < prepared.length; i++) {
@@ -450,6 +471,13 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           outcomes[i] = { ok: true, stream: p.stream, eventIds, alreadyDone: true };
           continue;
         }
+        // A response the campaign records already for the customer (one through the API): present, as
+        // the state keeps no more of it to compare (its revenue and time are the events').
+        if (p.type === 'RecordCampaignResponse' && respondedAlready(w.state, p.command)) {
+          outcomes[i] = { ok: true, stream: p.stream, eventIds: [], alreadyDone: true };
+          continue;
+        }
+        const record = recordOf(p, w, i);
         const command = { ...p.command };
         if (needsCustomerSnapshot(p.type)) {
           const customer = workOn('customer', streamOf('customer', command.customerId as string));
@@ -465,7 +493,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
             { customer: (id) => stateOf('customer', id), deal: (id) => stateOf('deal', id), activity: (id) => stateOf('activity', id) },
           );
         }
-        const decided = decide(p.kind, command, w.state);
+        const decided = decide(p.kind, command, (record ?? w).state);
         for (const e of decided) {
           const subject = personalSubjectOf(e.type, e.data);
           if (subject !== undefined && e.type !== 'CustomerRegistered' && keyless.has(subject)) throw customerDataKeyMissing(subject);
@@ -481,6 +509,12 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           eventIds.push(id);
           return { id, type, data, metadata: { ...p.metadata, schemaVersion: schemaVersionOf(type) } };
         });
+        if (record) {
+          // Compared below, never stored.
+          for (const e of events) record.state = folder.evolve(record.state, { type: e.type, data: e.data } as CrmEvent, p.metadata.occurredAt);
+          outcomes[i] = { ok: true, stream: p.stream, eventIds: [], alreadyDone: true };
+          continue;
+        }
         // Evolved only once every event passed its schema, so a refused command leaves the state as it was.
         for (const e of events) w.state = folder.evolve(w.state, { type: e.type, data: e.data } as CrmEvent, p.metadata.occurredAt);
         for (const e of events) w.newIds.set(e.id, p.metadata.commandHash);
@@ -491,6 +525,13 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       } catch (error) {
         outcomes[i] = { ok: false, error: await namingChainEnd(error, (id) => stateOf('customer', id)) };
       }
+    }
+    // A row whose steps were all taken is present where its record is the stored one, else refused
+    // naming the fields that differ (a step it was refused stays its reason).
+    for (const row of rows) {
+      if (row.steps.some((step) => !outcomes[step]?.ok)) continue;
+      const differsIn = differencesFromRecord(row.kind, row.record.state, working.get(row.stream)!.state);
+      if (differsIn.length > 0) outcomes[row.at] = { ok: false, error: new RecordedOtherwise(row.kind, prepared[row.at]!.id, differsIn) };
     }
     return working;
   };

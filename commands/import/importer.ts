@@ -4,6 +4,7 @@ import type { Actor } from '../../domain/metadata.ts';
 import { storableForm } from '../../domain/shared.ts';
 import { IdempotencyConflict } from '../../eventstore/errors.ts';
 import { MAX_STREAMS_PER_APPEND } from '../../eventstore/contract.ts';
+import { RecordedOtherwise } from '../recorded.ts';
 import { streamsOf, type BatchCommands, type BatchOutcome, type PreparedItem, type RegisteredAs } from '../batch.ts';
 import { ioTurns } from '../../shared/io-turns.ts';
 import { LruMap } from '../../shared/lru.ts';
@@ -171,7 +172,7 @@ const describeRefusal = (error: DomainError, at?: RefusedAt): string => {
  * file's cell quoted as other refusals quote a refused cell. The stored value is not shown: the report
  * (kept with an HTTP import's job, printed by the CLI) quotes the file and never what the store holds.
  */
-const differingColumns = (error: IdempotencyConflict, at?: RefusedAt): string => {
+const differingColumns = (error: IdempotencyConflict | RecordedOtherwise, at?: RefusedAt): string => {
   const columns = at ? error.differsIn.map((field) => columnOf(at.type, [field], at.row)).filter((file) => file !== undefined) : [];
   if (columns.length === 0) return '';
   const inFile = columns.map(({ column, value }) => `${column} (${value === undefined || value === '' ? 'empty' : shownValue(value)} in this file)`);
@@ -186,6 +187,11 @@ export const rowReason = (error: unknown, at?: RefusedAt): string | undefined =>
   if (error instanceof RowRejected) return error.message;
   if (error instanceof ZodError) return describeIssues(error, at);
   if (error instanceof DomainError) return describeRefusal(error, at);
+  if (error instanceof RecordedOtherwise) {
+    const record = `${error.kind[0]!.toUpperCase()}${error.kind.slice(1)} ${error.id}`;
+    const differing = differingColumns(error, at) || ` in ${error.differsIn.join(', ')}`;
+    return `row: ${record} is in the store already, with other values${differing} (the stored record stays; change it through the API where it can be)`;
+  }
   if (error instanceof IdempotencyConflict) {
     // The key of a response is its campaign, customer and kind: a second conversion of one customer is
     // that key again, and the campaign keeps the first (as the API refuses the second with a 409).

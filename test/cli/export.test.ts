@@ -470,6 +470,50 @@ describe('crm export', () => {
     }
   }, 240_000);
 
+  it('reads its export of records made through the API, imported into the same store, as present: nothing imported, nothing refused, exit 0; an edited row is refused naming its column', async () => {
+    const store = testSchemas('cli_export_api_records');
+    try {
+      const runtime = await openCrm(loadConfig({ ...schemaEnv(store), CRM_PROJECTIONS: 'off', LOG_LEVEL: 'warn' }, folder));
+      try {
+        const ctx = { actor: { userId: 'sam', roles: ['admin'] }, correlationId: 'cli-export-api-records' };
+        for (const [i, name] of ['Ada', 'Ida', 'Bo'].entries()) {
+          const { id } = await runtime.commands.execute({ type: 'RegisterCustomer', name, email: `${name.toLowerCase()}@api-records.example` }, ctx);
+          const feedback = await runtime.commands.execute(
+            { type: 'SubmitFeedback', customerId: id, kind: 'complaint', channel: 'email', subject: `Late ${i}`, body: 'Where is it' },
+            ctx,
+          );
+          await runtime.commands.execute({ type: 'AssignFeedback', feedbackId: feedback.id, assigneeId: 'sue' }, ctx);
+        }
+      } finally {
+        await runtime.close();
+      }
+      expect((await crm(['rebuild'], store)).code).toBe(0);
+      for (const kind of ['customers', 'feedback']) {
+        const file = join(folder, `api-records-${kind}.csv`);
+        expect((await crm(['export', kind, '--output', file], store)).code).toBe(0);
+        const again = await crm(['import', file, '--report', join(folder, `api-records-${kind}-report.csv`)], store);
+        expect(again.stdout + again.stderr, kind).toContain(`${kind}: 3 rows read, 3 imported (3 of them already present), 0 rejected`);
+        expect(again.code, kind).toBe(0);
+      }
+      const file = join(folder, 'api-records-feedback.csv');
+      // Another assignee for the second item (the one whose subject is `Late 1`).
+      const lines = readFileSync(file, 'utf8').split('\n');
+      const at = lines.findIndex((line) => line.includes(',Late 1,'));
+      lines[at] = lines[at]!.replace(',sue,', ',tom,');
+      writeFileSync(file, lines.join('\n'));
+      const edited = await crm(['import', file, '--report', join(folder, 'api-records-edited-report.csv')], store);
+      expect(edited.stdout).toContain('feedback: 3 rows read, 2 imported (2 of them already present), 1 rejected');
+      const report = readFileSync(join(folder, 'api-records-edited-report.csv'), 'utf8').trim().split('\n');
+      expect(report).toHaveLength(2);
+      expect(report[1]).toMatch(
+        new RegExp(`^${at + 1},"row: Feedback [0-9a-f-]{36} is in the store already, with other values in assignee_id \\(""tom"" in this file\\)`),
+      );
+      expect(edited.code).toBe(3);
+    } finally {
+      await store.dropSchemas();
+    }
+  }, 240_000);
+
   it('writes the exchange rates in force as a rates file: imported elsewhere they give the same rates, imported again nothing', async () => {
     const from = testSchemas('cli_export_rates_from');
     const to = testSchemas('cli_export_rates_to');

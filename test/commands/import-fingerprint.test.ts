@@ -326,9 +326,11 @@ describe('import: an address in any case', () => {
       expect(again.rejected).toEqual([]);
       expect(again.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
     }
-    // Another name is another row: refused as before, naming it.
+    // Another name is another row: refused, naming it.
     const renamed = await importing(rows(`ana.${local}@example.com`, 'Ana L.'));
-    expect(renamed.rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^email: Customer .* is already registered/) }]);
+    expect(renamed.rejected).toEqual([
+      { line: 2, reason: expect.stringMatching(/^row: Customer .* is in the store already, with other values in name \("Ana L\." in this file\)/) },
+    ]);
     expect(await store.readStream(`customer-${importedCustomerId(email)}`)).toHaveLength(3);
   });
 
