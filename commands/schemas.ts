@@ -59,6 +59,7 @@ export const commandTargets: Record<CommandType, { kind: AggregateKind; idField:
   CompleteCampaign: { kind: 'campaign', idField: 'campaignId', creates: false },
   CancelCampaign: { kind: 'campaign', idField: 'campaignId', creates: false },
   RecordCampaignCost: { kind: 'campaign', idField: 'campaignId', creates: false },
+  CorrectCampaignCost: { kind: 'campaign', idField: 'campaignId', creates: false },
   RecordCampaignResponse: { kind: 'campaign', idField: 'campaignId', creates: false },
   SubmitFeedback: { kind: 'feedback', idField: 'feedbackId', creates: true },
   AssignFeedback: { kind: 'feedback', idField: 'feedbackId', creates: false },

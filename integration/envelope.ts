@@ -92,6 +92,7 @@ export const PUBLIC_EVENT_TYPES: Readonly<Record<CrmEventType, PublicType>> = {
   CampaignCompleted: campaign('The campaign was completed.'),
   CampaignCancelled: campaign('The campaign was cancelled.'),
   CampaignCostRecorded: campaign('A cost was recorded.'),
+  CampaignCostCorrected: campaign('A recorded cost was corrected (0: voided); the cost now stands at amount, where it stood at previousAmount.'),
   CampaignResponseRecorded: campaign("A customer's response (sent, opened, clicked, converted, unsubscribed)."),
   FeedbackSubmitted: feedback('Feedback was submitted.', ['subject', 'body']),
   FeedbackAssigned: feedback('Feedback was assigned.'),

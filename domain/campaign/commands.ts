@@ -50,6 +50,26 @@ export const RecordCampaignCostPayload = z
   })
   .strict();
 
+/**
+ * A recorded cost put right (a typing error, an invoice credited): the cost keeps its id and takes the
+ * corrected amount, 0 voiding it. The cost as first recorded stays in the history beside the correction.
+ */
+export const CorrectCampaignCostPayload = z
+  .object({
+    campaignId: Id,
+    /** The cost to correct, as it was recorded. */
+    costId: SingleLineText.min(1).max(100),
+    /** The amount the cost should have had; 0 voids it. */
+    amount: CommandAmount,
+    /** The cost's currency (the campaign's): stated, so that the amount cannot be read in another. */
+    currency: IsoCurrency,
+    /** Why: the auditor's first question. */
+    reason: MultiLineText.trim().min(1).max(2000),
+    /** Accept a correction that takes the campaign's costs beyond its budget (otherwise refused with 422). */
+    allowOverBudget: z.boolean().optional(),
+  })
+  .strict();
+
 export const RecordCampaignResponsePayload = z
   .object({
     campaignId: Id,
@@ -71,6 +91,7 @@ export const campaignCommandSchemas = withBusinessTime({
   CompleteCampaign: CompleteCampaignPayload,
   CancelCampaign: CancelCampaignPayload,
   RecordCampaignCost: RecordCampaignCostPayload,
+  CorrectCampaignCost: CorrectCampaignCostPayload,
   RecordCampaignResponse: RecordCampaignResponsePayload,
 } as const);
 
@@ -85,6 +106,7 @@ export type ResumeCampaign = Cmd<'ResumeCampaign', P<'ResumeCampaign'>>;
 export type CompleteCampaign = Cmd<'CompleteCampaign', P<'CompleteCampaign'>>;
 export type CancelCampaign = Cmd<'CancelCampaign', P<'CancelCampaign'>>;
 export type RecordCampaignCost = Cmd<'RecordCampaignCost', Omit<P<'RecordCampaignCost'>, 'costId'> & { costId: string }>;
+export type CorrectCampaignCost = Cmd<'CorrectCampaignCost', P<'CorrectCampaignCost'>>;
 /** The handler reads the customer's stream and passes what the rule needs. */
 export type RecordCampaignResponse = Cmd<'RecordCampaignResponse', P<'RecordCampaignResponse'> & { customer: CustomerSnapshot }>;
 
@@ -97,4 +119,5 @@ export type CampaignCommand =
   | CompleteCampaign
   | CancelCampaign
   | RecordCampaignCost
+  | CorrectCampaignCost
   | RecordCampaignResponse;

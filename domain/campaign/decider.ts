@@ -15,6 +15,8 @@ import type { CampaignEvent, CampaignStatus, ResponseKind } from './events.ts';
  * arriving once a campaign has ended), never before launch; after a cancellation only those dated
  * at or before it (the history of a campaign that ran, imported after its cancellation).
  * Costs are accepted in every status: invoices arrive late, and cancelling may itself cost money.
+ * A cost recorded with a wrong amount is corrected by a compensating event (`CampaignCostCorrected`),
+ * never edited: it keeps its id and stands at the corrected amount (0: voided) from then on.
  * Business time runs forward through the statuses: a status change is not dated before the previous
  * one (the creation first). Costs and responses are not held to it: a campaign often enters the CRM
  * after its first invoice, and one created without a time (at its import) would refuse its history.
@@ -29,7 +31,8 @@ export interface CampaignState {
   status: CampaignStatus | null;
   startsAt: string | null;
   endsAt: string | null;
-  costs: Record<string, { amount: number; currency: string }>;
+  /** Each cost by id at its current amount; `corrected` once a correction changed it. */
+  costs: Record<string, { amount: number; currency: string; corrected: boolean }>;
   /** Kinds of response recorded, per customer id. */
   responses: Record<string, ResponseKind[]>;
   /** Its target segment's rule: only customers who consented to marketing may be sent to. */
@@ -91,7 +94,10 @@ export const evolveCampaign = (state: CampaignState, event: CampaignEvent, occur
       return { ...state, status: 'cancelled', statusChangedAt: at };
     // Costs and responses grow with the campaign: updated in place, see `Decider`.
     case 'CampaignCostRecorded':
-      setEntry(state.costs, event.data.costId, { amount: event.data.amount, currency: event.data.currency });
+      setEntry(state.costs, event.data.costId, { amount: event.data.amount, currency: event.data.currency, corrected: false });
+      return { ...state };
+    case 'CampaignCostCorrected':
+      setEntry(state.costs, event.data.costId, { amount: event.data.amount, currency: event.data.currency, corrected: true });
       return { ...state };
     case 'CampaignResponseRecorded': {
       const kinds = state.responses[event.data.customerId] ?? [];
@@ -105,18 +111,24 @@ const assertScheduleValid = (startsAt: string, endsAt: string | null | undefined
   if (endsAt && !isBefore(startsAt, endsAt)) throw ruleViolated('campaign.invalid_schedule', 'endsAt must be after startsAt', field);
 };
 
-/** Costs beyond the budget need an explicit `allowOverBudget`: overspend is a decision, not an accident. */
-const assertWithinBudget = (state: CampaignState, amount: number, allowOverBudget: boolean): void => {
+/**
+ * Costs beyond the budget need an explicit `allowOverBudget`: overspend is a decision, not an accident,
+ * whether it comes from a new cost or from a correction raising one (`added`: ten-thousandths).
+ */
+const assertWithinBudget = (state: CampaignState, added: number, allowOverBudget: boolean, what: 'cost' | 'correction'): void => {
   const spent = Object.values(state.costs).reduce((sum, c) => sum + toMinor(c.amount), 0);
-  const after = spent + toMinor(amount);
+  const after = spent + added;
   if (after <= toMinor(state.budget) || allowOverBudget) return;
   throw ruleViolated(
     'campaign.over_budget',
-    `This cost takes the campaign's costs to ${fromMinor(after)} ${state.currency}, beyond its budget of ${state.budget}; send allowOverBudget: true to record it`,
+    `This ${what} takes the campaign's costs to ${fromMinor(after)} ${state.currency}, beyond its budget of ${state.budget}; send allowOverBudget: true to record it`,
     'amount',
     { rule: 'budget', budget: state.budget, costs: fromMinor(spent), remaining: fromMinor(Math.max(0, toMinor(state.budget) - spent)) },
   );
 };
+
+/** What a cost recorded with another amount is for. */
+const CORRECT_IT = 'a wrong amount is corrected with POST /campaigns/{id}/cost-corrections (costId, amount, currency, reason)';
 
 const assertExists = (state: CampaignState, campaignId: string): CampaignStatus => {
   if (!state.exists || state.status === null) throw notFound('campaign.not_found', `Campaign ${campaignId} does not exist`, 'campaignId', { campaignId });
@@ -210,13 +222,18 @@ export const decideCampaign = (command: CampaignCommand, state: CampaignState): 
       const previous = entryOf(state.costs, command.costId);
       if (previous) {
         // The same invoice recorded twice is one cost; the same id with another amount is a mistake.
+        // After a correction the cost is the corrected one: its amount is the same cost, the first amount a conflict.
         if (toMinor(previous.amount) === toMinor(command.amount)) return [];
-        throw ruleViolated('campaign.cost_conflict', `Cost ${command.costId} was recorded with amount ${previous.amount}`, 'amount', {
-          costId: command.costId,
-          recordedAmount: previous.amount,
-        });
+        throw ruleViolated(
+          'campaign.cost_conflict',
+          previous.corrected
+            ? `Cost ${command.costId} stands at amount ${previous.amount} since its correction; ${CORRECT_IT}`
+            : `Cost ${command.costId} was recorded with amount ${previous.amount}; ${CORRECT_IT}`,
+          'amount',
+          { costId: command.costId, recordedAmount: previous.amount },
+        );
       }
-      assertWithinBudget(state, command.amount, command.allowOverBudget === true);
+      assertWithinBudget(state, toMinor(command.amount), command.allowOverBudget === true, 'cost');
       return [
         {
           type: 'CampaignCostRecorded',
@@ -227,6 +244,25 @@ export const decideCampaign = (command: CampaignCommand, state: CampaignState): 
             currency: command.currency,
             description: command.description ?? null,
           },
+        },
+      ];
+    }
+    case 'CorrectCampaignCost': {
+      assertExists(state, campaignId);
+      const { costId } = command;
+      const recorded = entryOf(state.costs, costId);
+      if (!recorded) throw notFound('campaign.cost_not_found', `Campaign ${campaignId} has no cost ${costId}`, 'costId', { costId });
+      if (command.currency !== recorded.currency)
+        throw ruleViolated('campaign.currency_mismatch', `Cost ${costId} is in ${recorded.currency}`, 'currency', { expected: recorded.currency });
+      const change = toMinor(command.amount) - toMinor(recorded.amount);
+      // The same correction sent again (or one to the amount already there) changes nothing.
+      if (change === 0) return [];
+      // Lowering a cost is always accepted: it only brings the costs back towards the budget.
+      if (change > 0) assertWithinBudget(state, change, command.allowOverBudget === true, 'correction');
+      return [
+        {
+          type: 'CampaignCostCorrected',
+          data: { campaignId, costId, previousAmount: recorded.amount, amount: command.amount, currency: recorded.currency, reason: command.reason },
         },
       ];
     }

@@ -46,6 +46,18 @@ export const CampaignCostRecorded = z.object({
   currency: Currency,
   description: SafeText.max(2000).nullable(),
 });
+/**
+ * A recorded cost corrected (compensating the recording, which stays as it was): the cost now stands
+ * at `amount` (0: voided), where it stood at `previousAmount`.
+ */
+export const CampaignCostCorrected = z.object({
+  campaignId: Id,
+  costId: SafeText.trim().min(1).max(100),
+  previousAmount: Amount,
+  amount: Amount,
+  currency: Currency,
+  reason: SafeText.trim().min(1).max(2000),
+});
 export const CampaignResponseRecorded = z.object({
   campaignId: Id,
   customerId: Id,
@@ -64,6 +76,7 @@ export const campaignEventSchemas = {
   CampaignCompleted,
   CampaignCancelled,
   CampaignCostRecorded,
+  CampaignCostCorrected,
   CampaignResponseRecorded,
 } as const;
 

@@ -808,6 +808,8 @@ const besideEventsMigrationsFor = (schema: string): Record<string, Migration> =>
   '0016_master_key': masterKey(schema),
   '0017_email_indexes': emailIndexes(schema),
   '0018_integration_tables': integrationTables(schema),
+  // A new event type, CampaignCostCorrected: nothing to change in SQL, but older versions must refuse a store holding it.
+  '0020_campaign_cost_corrections': { up: async () => undefined },
 });
 
 /**

@@ -543,7 +543,7 @@ describe('command handling on PostgreSQL', () => {
     const first = await commands.execute(cost, ctx({ idempotencyKey: key }));
     expect(await commands.execute(cost, ctx({ idempotencyKey: key }))).toEqual({ ...first, replayed: true });
     const { state } = await commands.loadAggregate('campaign', campaign.id);
-    expect(Object.values(state.costs)).toEqual([{ amount: 120, currency: 'EUR' }]);
+    expect(Object.values(state.costs)).toEqual([{ amount: 120, currency: 'EUR', corrected: false }]);
     expect(state.responses[id]).toEqual(['converted']);
   });
 

@@ -153,6 +153,105 @@ describe('campaign: costs', () => {
   });
 });
 
+describe('campaign: cost corrections', () => {
+  // Budget 1000; a typing error recorded 10,000 (accepted over budget) where the invoice says 1,000.
+  const recorded = e('CampaignCostRecorded', { costId: 'inv-1', amount: 10_000, currency: 'EUR', description: 'ads' });
+  const correct = (amount: number, extra: Record<string, unknown> = {}) =>
+    cmd('CorrectCampaignCost', { costId: 'inv-1', amount, currency: 'EUR', reason: 'typed 10,000 for 1,000', ...extra });
+  const corrected = (previousAmount: number, amount: number) =>
+    e('CampaignCostCorrected', { costId: 'inv-1', previousAmount, amount, currency: 'EUR', reason: 'typed 10,000 for 1,000' });
+  const record = (amount: number) => cmd('RecordCampaignCost', { costId: 'inv-1', amount, currency: 'EUR', description: 'ads' });
+
+  it('corrects a cost by a compensating event that names the amount before, in any status', () => {
+    for (const history of Object.values(histories))
+      spec
+        .given([...history, recorded])
+        .when(correct(1000))
+        .then([corrected(10_000, 1000)]);
+  });
+  it('a correction to 0 voids the cost; the same amount again is nothing new', () => {
+    spec
+      .given([created, recorded])
+      .when(correct(0))
+      .then([corrected(10_000, 0)]);
+    spec
+      .given([created, recorded, corrected(10_000, 1000)])
+      .when(correct(1000))
+      .thenNothing();
+    spec.given([created, recorded]).when(correct(10_000)).thenNothing();
+  });
+  it('after a correction the cost is the corrected one: recorded again with that amount it is the same cost, with the first a conflict', () => {
+    const after = spec.given([created, recorded, corrected(10_000, 1000)]);
+    after.when(record(1000)).thenNothing();
+    const conflict = after.when(record(10_000)).thenRefused('campaign.cost_conflict', 'amount', { costId: 'inv-1', recordedAmount: 1000 });
+    expect(conflict.message).toMatch(/stands at amount 1000 since its correction/);
+    // Corrected twice: the latest amount stands, and the first correction's amount is a conflict too.
+    const twice = spec.given([created, recorded, corrected(10_000, 1000), corrected(1000, 1100)]);
+    twice.when(record(1100)).thenNothing();
+    twice.when(record(1000)).thenRefused('campaign.cost_conflict', 'amount', { costId: 'inv-1', recordedAmount: 1100 });
+    twice.when(correct(1100)).thenNothing();
+  });
+  it('refuses a cost that was never recorded, another currency, and an unknown campaign', () => {
+    spec
+      .given([created, recorded])
+      .when(cmd('CorrectCampaignCost', { costId: 'inv-2', amount: 1, currency: 'EUR', reason: 'r' }))
+      .thenRefused('campaign.cost_not_found', 'costId', { costId: 'inv-2' });
+    spec
+      .given([created, recorded])
+      .when(correct(1000, { currency: 'USD' }))
+      .thenRefused('campaign.currency_mismatch', 'currency', { expected: 'EUR' });
+    spec.given([]).when(correct(1000)).thenRefused('campaign.not_found', 'campaignId');
+  });
+  it('holds an increase to the budget as a new cost is held; a decrease is always taken', () => {
+    const small = e('CampaignCostRecorded', { costId: 'inv-1', amount: 800, currency: 'EUR', description: null });
+    const other = e('CampaignCostRecorded', { costId: 'inv-2', amount: 100, currency: 'EUR', description: null });
+    // 800 + 100 spent of 1000: raising inv-1 to 900 reaches the budget, 900.01 passes it.
+    spec
+      .given([created, small, other])
+      .when(correct(900))
+      .then([e('CampaignCostCorrected', { costId: 'inv-1', previousAmount: 800, amount: 900, currency: 'EUR', reason: 'typed 10,000 for 1,000' })]);
+    const refused = spec.given([created, small, other]).when(correct(900.01)).thenRefused('campaign.over_budget', 'amount');
+    expect(refused.details).toEqual({ rule: 'budget', budget: 1000, costs: 900, remaining: 100 });
+    expect(refused.message).toMatch(/^This correction takes the campaign's costs to 1000.01 EUR/);
+    spec
+      .given([created, small, other])
+      .when(correct(900.01, { allowOverBudget: true }))
+      .then([e('CampaignCostCorrected', { costId: 'inv-1', previousAmount: 800, amount: 900.01, currency: 'EUR', reason: 'typed 10,000 for 1,000' })]);
+    // 10,000 over a budget of 1000: lowered to 5,000 it is still over, and accepted without allowOverBudget.
+    spec
+      .given([created, recorded])
+      .when(correct(5000))
+      .then([corrected(10_000, 5000)]);
+  });
+  it('a voided cost leaves room in the budget, and can be corrected back', () => {
+    // A fresh history each time: `then` folds what was decided into the state it was given.
+    const voided = () => spec.given([created, recorded, corrected(10_000, 0)]);
+    voided()
+      .when(cmd('RecordCampaignCost', { costId: 'inv-2', amount: 1000, currency: 'EUR' }))
+      .then([e('CampaignCostRecorded', { costId: 'inv-2', amount: 1000, currency: 'EUR', description: null })]);
+    voided()
+      .when(correct(1000))
+      .then([corrected(0, 1000)]);
+    // Recorded again at 0 it is refused as any zero cost is.
+    voided().when(record(0)).thenRefused('campaign.cost_not_positive', 'amount');
+  });
+  it('takes amounts as costs take them (CommandAmount) and requires a reason', () => {
+    const schema = commandSchemas.CorrectCampaignCost;
+    const valid = { campaignId: K, costId: 'inv-1', amount: 1000, currency: 'EUR', reason: 'typed 10,000 for 1,000' };
+    expect(schema.safeParse(valid).success).toBe(true);
+    expect(schema.safeParse({ ...valid, amount: 0 }).success).toBe(true);
+    const fieldOf = (input: Record<string, unknown>) => schema.safeParse(input).error?.issues[0]?.path.join('.');
+    expect(fieldOf({ ...valid, amount: -1 })).toBe('amount');
+    expect(fieldOf({ ...valid, amount: 1.00001 })).toBe('amount');
+    expect(fieldOf({ ...valid, amount: 600_000_000_000.0625 })).toBe('amount');
+    expect(fieldOf({ ...valid, currency: 'XXY' })).toBe('currency');
+    expect(fieldOf({ ...valid, reason: '  ' })).toBe('reason');
+    const { reason: _, ...withoutReason } = valid;
+    expect(fieldOf(withoutReason)).toBe('reason');
+    expect(fieldOf({ ...valid, costId: '' })).toBe('costId');
+  });
+});
+
 describe('campaign: responses', () => {
   const respond = (
     kind: 'sent' | 'opened' | 'clicked' | 'converted' | 'unsubscribed',

@@ -178,6 +178,13 @@ describe('property: evolve accepts every sequence decide can produce', () => {
         }),
         fc.record({ type: fc.constant('RecordCampaignCost' as const), costId: fc.constantFrom('a', 'constructor', '__proto__'), amount: money, currency }),
         fc.record({
+          type: fc.constant('CorrectCampaignCost' as const),
+          costId: fc.constantFrom('a', 'constructor', '__proto__'),
+          amount: money,
+          currency,
+          reason: fc.constant('r'),
+        }),
+        fc.record({
           type: fc.constant('RecordCampaignResponse' as const),
           customerId: fc.constantFrom(C, OTHER),
           kind: fc.constantFrom('sent' as const, 'opened' as const, 'converted' as const),
@@ -191,6 +198,8 @@ describe('property: evolve accepts every sequence decide can produce', () => {
         runSequence(campaignDecider, commands, (before, after) => {
           if (before.status !== null && before.status !== after.status) expect(allowed[before.status]).toContain(after.status);
           for (const kinds of Object.values(after.responses)) expect(new Set(kinds).size).toBe(kinds.length);
+          // No command here allows overspend: costs, corrected ones included, stay within the budget.
+          expect(Object.values(after.costs).reduce((sum, c) => sum + toMinor(c.amount), 0)).toBeLessThanOrEqual(toMinor(after.budget));
           // Responses are never recorded before launch or after cancellation.
           if (JSON.stringify(before.responses) !== JSON.stringify(after.responses)) expect(['active', 'paused', 'completed']).toContain(after.status);
         });

@@ -52,6 +52,7 @@ const ALL = [
   '0017_email_indexes',
   '0018_integration_tables',
   '0019_event_chain_seals',
+  '0020_campaign_cost_corrections',
 ];
 
 /** What every engine keeps in SQL beside its events (with EventStoreDB, these alone run). */
