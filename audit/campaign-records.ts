@@ -8,7 +8,9 @@ import { readEventLog, type Page } from './history.ts';
  * Campaign responses and costs one by one, read from the events: the campaigns read model keeps
  * counts by kind and sums, not each response or invoice, so their exports (`GET /responses/export`,
  * `GET /costs/export`, `crm export responses|costs`) read the log, a page of such events at a time in
- * log order, as the matching import takes them.
+ * log order, as the matching import takes them. A cost is exported as it stands: at its corrected
+ * amount when it was corrected, and left out when voided (corrected to 0), so that the file imported
+ * again finds each cost already there, and imported elsewhere records the costs the campaign has.
  */
 
 export type CampaignResponseView = {
@@ -84,7 +86,8 @@ export const campaignResponses = (deps: AuditDeps, query: CampaignRecordQuery): 
       : undefined,
   );
 
-export const campaignCosts = (deps: AuditDeps, query: CampaignRecordQuery): Promise<Page<CampaignCostView>> =>
+/** The costs as recorded, before their corrections. */
+const recordedCosts = (deps: AuditDeps, query: CampaignRecordQuery): Promise<Page<CampaignCostView>> =>
   campaignRecords(deps, 'CampaignCostRecorded', query, (event, occurredAt) =>
     event.type === 'CampaignCostRecorded'
       ? {
@@ -97,3 +100,36 @@ export const campaignCosts = (deps: AuditDeps, query: CampaignRecordQuery): Prom
         }
       : undefined,
   );
+
+/** Log positions read per round trip when looking for corrections. */
+const CORRECTIONS_PAGE = 1000;
+
+const costKey = (campaignId: string, costId: string): string => JSON.stringify([campaignId, costId]);
+
+/** The latest corrected amount of each corrected cost of these campaigns, by `costKey`. */
+async function correctedAmounts(deps: AuditDeps, campaignIds: readonly string[]): Promise<Map<string, number>> {
+  const amounts = new Map<string, number>();
+  const within = { streams: campaignIds.map((id) => `${CampaignStreamPrefix}${id}`), prefixes: [] };
+  let after: bigint | undefined;
+  for (;;) {
+    const events = await readEventLog(deps, { types: ['CampaignCostCorrected'], within }, after, CORRECTIONS_PAGE, 'forwards');
+    for (const recorded of events) {
+      const { event } = await readStoredEvent(recorded, deps.personalData);
+      if (event.type === 'CampaignCostCorrected') amounts.set(costKey(event.data.campaignId, event.data.costId), event.data.amount);
+    }
+    if (events.length < CORRECTIONS_PAGE) return amounts;
+    after = events.at(-1)!.position;
+  }
+}
+
+export const campaignCosts = async (deps: AuditDeps, query: CampaignRecordQuery): Promise<Page<CampaignCostView>> => {
+  const page = await recordedCosts(deps, query);
+  if (page.items.length === 0) return page;
+  const corrected = await correctedAmounts(deps, [...new Set(page.items.map((cost) => cost.campaignId))]);
+  const items = page.items.flatMap((cost) => {
+    const amount = corrected.get(costKey(cost.campaignId, cost.costId));
+    if (amount === undefined) return [cost];
+    return amount === 0 ? [] : [{ ...cost, amount }];
+  });
+  return { ...page, items };
+};

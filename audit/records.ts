@@ -3,7 +3,7 @@ import { activityFieldsOf, type ActivityFields } from '../projections/queries/ac
 import { campaignFieldsOf, type CampaignFields, type CampaignInBase } from '../projections/queries/campaigns.ts';
 import { toCustomerView, type CustomerRevenue, type CustomerView } from '../projections/queries/customers.ts';
 import { dealFieldsOf, type DealFields, type DealInBase } from '../projections/queries/deals.ts';
-import { campaignMoneyLineOf, type CampaignMoneyLine } from '../projections/read-models/campaigns.ts';
+import { campaignMoneyChangeOf, correctCostLine, type CampaignMoneyLine } from '../projections/read-models/campaigns.ts';
 import { feedbackFieldsOf, type FeedbackFields } from '../projections/queries/feedback.ts';
 import { evolveActivity, type ActivityRow } from '../projections/read-models/activity-fold.ts';
 import { evolveCampaign, type CampaignRow } from '../projections/read-models/campaign-fold.ts';
@@ -184,8 +184,9 @@ const campaignRecordOf = (events: readonly ProjectedEvent[], conversion: Convers
   const lines: CampaignMoneyLine[] = [];
   for (const e of events) {
     row = evolveCampaign(row, e);
-    const line = row && campaignMoneyLineOf(row, e);
-    if (line) lines.push(line);
+    const change = row && campaignMoneyChangeOf(row, e);
+    if (change && 'add' in change) lines.push(change.add);
+    else if (change) correctCostLine(lines, change.correct);
   }
   return row ? { ...campaignFieldsOf(row), ...campaignInBase(lines, conversion) } : null;
 };

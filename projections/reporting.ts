@@ -209,7 +209,7 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['currency', 'ISO 4217 code'],
       ['starts_at', 'Scheduled start'],
       ['ends_at', 'Scheduled end'],
-      ['costs', 'Sum of recorded costs (numeric)'],
+      ['costs', 'Sum of costs, each at its current amount (corrections applied) (numeric)'],
       ['sent_count', "Responses of kind 'sent'"],
       ['opened_count', "Responses of kind 'opened'"],
       ['clicked_count', "Responses of kind 'clicked'"],

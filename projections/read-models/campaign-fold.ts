@@ -1,6 +1,6 @@
 import type { CampaignStatus, ResponseKind } from '../../domain/campaign/events.ts';
 import type { ProjectedEvent } from '../../shared/events.ts';
-import { addMoney, divideRounded, minorOf, minorOfNumeric, numericOf } from '../../shared/money.ts';
+import { addMoney, divideRounded, minorOf, minorOfNumeric, numericOf, subtractMoney } from '../../shared/money.ts';
 import { latest, occurredAt, type Instant } from './common.ts';
 import { nameSortOf } from './name-sort.ts';
 
@@ -29,6 +29,7 @@ export type CampaignRow = {
   starts_at: Instant | null;
   ends_at: Instant | null;
   target_segment: Record<string, unknown>;
+  /** Every cost at its current amount: as recorded, or as its latest correction set it. */
   costs: string;
   sent_count: number;
   opened_count: number;
@@ -149,6 +150,10 @@ export function evolveCampaign(state: CampaignRow | undefined, e: ProjectedEvent
       break;
     case 'CampaignCostRecorded':
       row.costs = addMoney(row.costs, event.data.amount);
+      break;
+    // The cost stands at its corrected amount in place of the one it had (the event carries both).
+    case 'CampaignCostCorrected':
+      row.costs = addMoney(subtractMoney(row.costs, event.data.previousAmount), event.data.amount);
       break;
     case 'CampaignResponseRecorded': {
       const d = event.data;

@@ -9,12 +9,17 @@ import { ensureSchema, insertRows, RowSet, type TableSpec } from './rows.ts';
 /**
  * `campaign_money_lines`: every cost and every conversion's revenue in its own currency with its
  * business time, so revenue, costs and ROI can be given in the base currency, each line converted at
- * the rate valid then (projections/queries/exchange-rates.ts). Append-only.
+ * the rate valid then (projections/queries/exchange-rates.ts). A line per recorded cost or conversion;
+ * a cost's correction sets the amount of that cost's line (which keeps its time, so that it is
+ * converted at the rate of the invoice it corrects, and the base figures are those of the cost
+ * recorded right: a line for the difference would round apart from it).
  */
 export type CampaignMoneyLine = {
   event_id: string;
   campaign_id: string;
   kind: 'cost' | 'revenue';
+  /** The cost's id; null for revenue. */
+  cost_id: string | null;
   currency: string;
   /** Money: numeric(28,4). */
   amount: string;
@@ -25,8 +30,11 @@ export const CAMPAIGN_MONEY_LINES: TableSpec<CampaignMoneyLine> = {
   table: 'campaign_money_lines',
   key: 'event_id',
   keyType: 'uuid',
-  columns: ['event_id', 'campaign_id', 'kind', 'currency', 'amount', 'occurred_at'],
+  columns: ['event_id', 'campaign_id', 'kind', 'cost_id', 'currency', 'amount', 'occurred_at'],
 };
+
+/** A cost's line at its corrected amount. */
+export type CostCorrection = { campaign_id: string; cost_id: string; amount: string };
 
 /**
  * `campaigns`: one row per campaign with its spend and results, folded by `evolveCampaign`
@@ -117,6 +125,7 @@ async function migrate(db: Kysely<CampaignTables>, schema: string): Promise<void
     event_id uuid PRIMARY KEY,
     campaign_id uuid NOT NULL,
     kind text NOT NULL CHECK (kind IN ('cost', 'revenue')),
+    cost_id text,
     currency char(3) NOT NULL,
     amount ${sql.raw(MONEY_TYPE)} NOT NULL,
     occurred_at timestamptz NOT NULL
@@ -124,20 +133,40 @@ async function migrate(db: Kysely<CampaignTables>, schema: string): Promise<void
   await sql`CREATE INDEX IF NOT EXISTS campaign_money_lines_campaign_idx ON ${lines} (campaign_id)`.execute(db);
 }
 
-/** The money line an event adds (a cost, or a conversion's revenue in whatever currency it was paid); the auditor's record as of an instant reads it too. */
-export const campaignMoneyLineOf = (campaign: CampaignRow, e: ProjectedEvent): CampaignMoneyLine | undefined => {
+/**
+ * What an event does to the money lines: adds one (a cost, or a conversion's revenue in whatever
+ * currency it was paid), or sets a cost's line to its corrected amount. The auditor's record as of
+ * an instant (audit/records.ts) folds its lines with it too.
+ */
+export const campaignMoneyChangeOf = (campaign: CampaignRow, e: ProjectedEvent): { add: CampaignMoneyLine } | { correct: CostCorrection } | undefined => {
   const { event } = e;
   const line = { event_id: e.id, campaign_id: campaign.campaign_id, occurred_at: occurredAt(e) };
-  if (event.type === 'CampaignCostRecorded') return { ...line, kind: 'cost', currency: event.data.currency, amount: numericOf(minorOf(event.data.amount)) };
+  if (event.type === 'CampaignCostRecorded') {
+    const { costId, currency, amount } = event.data;
+    return { add: { ...line, kind: 'cost', cost_id: costId, currency, amount: numericOf(minorOf(amount)) } };
+  }
+  if (event.type === 'CampaignCostCorrected') {
+    return { correct: { campaign_id: campaign.campaign_id, cost_id: event.data.costId, amount: numericOf(minorOf(event.data.amount)) } };
+  }
   if (event.type === 'CampaignResponseRecorded' && event.data.revenue !== null) {
-    return { ...line, kind: 'revenue', currency: event.data.currency ?? campaign.currency, amount: numericOf(minorOf(event.data.revenue)) };
+    const currency = event.data.currency ?? campaign.currency;
+    return { add: { ...line, kind: 'revenue', cost_id: null, currency, amount: numericOf(minorOf(event.data.revenue)) } };
   }
   return undefined;
+};
+
+/** Sets the corrected cost's line among `lines` to its amount; false when that line is not among them. */
+export const correctCostLine = (lines: readonly CampaignMoneyLine[], correction: CostCorrection): boolean => {
+  const line = lines.find((l) => l.kind === 'cost' && l.campaign_id === correction.campaign_id && l.cost_id === correction.cost_id);
+  if (line) line.amount = correction.amount;
+  return line !== undefined;
 };
 
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
   const campaigns = new RowSet(trx, schema, CAMPAIGNS);
   const moneyLines: CampaignMoneyLine[] = [];
+  // Corrections of costs recorded in an earlier batch, by campaign and cost: the latest of each wins.
+  const corrections = new Map<string, CostCorrection>();
   await campaigns.load(idsOf(events, 'campaignId'));
   for (const e of events) {
     const id = (e.event.data as { campaignId?: string }).campaignId;
@@ -146,11 +175,18 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
     const after = evolveCampaign(before, e);
     if (!after || after === before) continue;
     campaigns.put(after);
-    const line = campaignMoneyLineOf(after, e);
-    if (line) moneyLines.push(line);
+    const change = campaignMoneyChangeOf(after, e);
+    if (!change) continue;
+    if ('add' in change) moneyLines.push(change.add);
+    else if (!correctCostLine(moneyLines, change.correct))
+      corrections.set(JSON.stringify([change.correct.campaign_id, change.correct.cost_id]), change.correct);
   }
   await campaigns.flush();
   if (moneyLines.length > 0) await insertRows(trx, schema, CAMPAIGN_MONEY_LINES, moneyLines);
+  const lines = sql.id(schema, 'campaign_money_lines');
+  for (const { campaign_id, cost_id, amount } of corrections.values()) {
+    await sql`UPDATE ${lines} SET amount = ${amount}::numeric WHERE campaign_id = ${campaign_id}::uuid AND kind = 'cost' AND cost_id = ${cost_id}`.execute(trx);
+  }
 }
 
 export const campaignsProjection: Projection = {
@@ -160,7 +196,8 @@ export const campaignsProjection: Projection = {
   // 4: roi, conversion_rate and over_budget written by the fold (campaign-fold.ts), no longer generated.
   // 5: updated_at never moves back (a response dated before the last change left it there).
   // 6: `name_sort`, the name's place in dictionary order (name-sort.ts): `?sort=name` ordered by code point.
-  version: 6,
+  // 7: cost corrections (CampaignCostCorrected): `campaign_money_lines.cost_id`, and a corrected cost's line at its corrected amount.
+  version: 7,
   tables: ['campaigns', 'campaign_money_lines'],
   filter: { streamPrefixes: ['campaign-'] },
   migrate,

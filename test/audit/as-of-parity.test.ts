@@ -24,6 +24,9 @@ const dealId = randomUUID();
 const campaignId = randomUUID();
 const feedbackId = randomUUID();
 const activityId = randomUUID();
+/** A campaign in USD (the base currency is EUR) whose costs are corrected: one in the batch that records it, one later, one voided. */
+const correctedCampaignId = randomUUID();
+let beforeCorrections: Date;
 const day = (n: number) => new Date(Date.UTC(2026, 0, n, 10)).toISOString();
 /** A merged pair: the duplicate has purchases, a deal and feedback of its own before the merge. */
 const primaryId = randomUUID();
@@ -200,6 +203,36 @@ beforeAll(async () => {
   await recordMergedPair();
   await recordMergeChain();
   await recordWideMerge();
+  const q = `campaign-${correctedCampaignId}`;
+  const cost = (costId: string, amount: number) => ({ campaignId: correctedCampaignId, costId, amount, currency: 'USD', description: null });
+  const corrected = (costId: string, previousAmount: number, amount: number) => ({
+    campaignId: correctedCampaignId,
+    costId,
+    previousAmount,
+    amount,
+    currency: 'USD',
+    reason: 'typed with a zero too many',
+  });
+  await h.record(q, 'CampaignCreated', campaignCreated(correctedCampaignId, { budget: 500, currency: 'USD' }), { occurredAt: day(1) });
+  await h.record(q, 'CampaignLaunched', { campaignId: correctedCampaignId }, { occurredAt: day(2) });
+  await h.record(q, 'CampaignCostRecorded', cost('inv-1', 1000.0003), { occurredAt: day(2) });
+  await h.record(q, 'CampaignCostRecorded', cost('inv-2', 30), { occurredAt: day(4) });
+  await h.record(q, 'CampaignCostRecorded', cost('inv-3', 7), { occurredAt: day(4) });
+  // Corrected in the batch that records it.
+  await h.record(q, 'CampaignCostCorrected', corrected('inv-2', 30, 20), { occurredAt: day(5) });
+  await h.record(
+    q,
+    'CampaignResponseRecorded',
+    { campaignId: correctedCampaignId, customerId, kind: 'converted', revenue: 200, currency: 'USD' },
+    { occurredAt: day(6) },
+  );
+  await projectAll(h, projections);
+  await sleep(15);
+  beforeCorrections = new Date();
+  await sleep(15);
+  // Corrected after their lines were stored, inv-1 at the rate of its own day (0.9), dated later (0.95 then).
+  await h.record(q, 'CampaignCostCorrected', corrected('inv-1', 1000.0003, 100.0003), { occurredAt: day(8) });
+  await h.record(q, 'CampaignCostCorrected', corrected('inv-3', 7, 0), { occurredAt: day(8) });
   await projectAll(h, projections);
   // Projected in a batch of its own, where the chain's customers are loaded from their rows: the
   // refund on the furthest duplicate counts for the customer at the end of the chain.
@@ -266,6 +299,30 @@ describe('as-of records read like the live views', () => {
       if (kind === 'merged wide primary') expect(folded!.record).toMatchObject({ orderCount: WIDE, revenueByCurrency: { EUR: WIDE } });
     });
   }
+});
+
+describe('a campaign whose costs were corrected', () => {
+  const queries = () => createReadModelQueries({ db: h.database.db, schema: h.schemas.read });
+
+  it('reads the same live and as of now: each cost at its corrected amount, converted at the rate of its own day', async () => {
+    const folded = await stateAsOf(h.deps, 'campaign', correctedCampaignId, new Date());
+    const view = (await queries().getCampaign(correctedCampaignId)) as unknown as Record<string, unknown>;
+    const { fields, folded: mine, live } = sharedFields(folded!.record, view);
+    expect(Object.keys(view).filter((k) => !(k in folded!.record) && k !== 'revision')).toEqual([]);
+    expect(fields.length).toBeGreaterThanOrEqual(16);
+    expect(mine).toEqual(live);
+    expect(folded!.revision).toBe(view.revision);
+    // 100.0003 + 20 + 0 USD; in EUR 100.0003 x 0.9 (rate from day 1; 90.00027 rounds to 90.0003) + 20 x 0.95 (from day 3).
+    expect(view).toMatchObject({ costs: 120.0003, revenue: 200, overBudget: false, costsBase: 109.0003, revenueBase: 190, missingRates: [] });
+    // (200 - 120.0003) / 120.0003 and (190 - 109.0003) / 109.0003, six decimals.
+    expect(view).toMatchObject({ roi: 0.666663, roiBase: 0.743114 });
+  });
+
+  it('as of before the later corrections reads the costs as they stood then', async () => {
+    const then = await stateAsOf(h.deps, 'campaign', correctedCampaignId, beforeCorrections);
+    // 1000.0003 + 20 + 7 USD, beyond the budget of 500; in EUR 900.0003 + 27 x 0.95.
+    expect(then!.record).toMatchObject({ costs: 1027.0003, overBudget: true, costsBase: 925.6503 });
+  });
 });
 
 describe('a merged customer as of an instant', () => {

@@ -110,6 +110,24 @@ describe('the campaign fold', () => {
     campaign.given([created, launched, atBudget]).when(cost(0.0001, 4)).then({ costs: '100.0001', over_budget: true });
   });
 
+  it('a corrected cost counts at its corrected amount: costs, ROI and over-budget follow, a voided one counts 0', () => {
+    const typo = on({ type: 'CampaignCostRecorded', data: { campaignId, costId: 'inv-1', amount: 700, currency: 'EUR', description: null } }, at(3));
+    const corrected = (previousAmount: number, amount: number) =>
+      on({ type: 'CampaignCostCorrected', data: { campaignId, costId: 'inv-1', previousAmount, amount, currency: 'EUR', reason: 'typed 700 for 70' } }, at(5));
+    const given = [created, launched, cost(10, 3), typo, response('converted', 4, 120, 'EUR')];
+    expect(campaign.given(given).row).toMatchObject({ costs: '710.0000', roi: '-0.830986', over_budget: true });
+    campaign
+      .given(given)
+      .when(corrected(700, 70))
+      .then({ costs: '80.0000', roi: '0.500000', over_budget: false, last_event_at: at(5) });
+    campaign.given(given).when(corrected(700, 0)).then({ costs: '10.0000', roi: '11.000000', over_budget: false });
+    // Voided and then corrected back: the amounts the events name, not a sum of differences that could drift.
+    campaign
+      .given([...given, corrected(700, 0)])
+      .when(corrected(0, 70.0001))
+      .then({ costs: '80.0001' });
+  });
+
   it('leaves the row alone (same object) for an event of another kind', () => {
     const other = on({ type: 'CustomerTagged', data: { customerId, tag: 'vip' } }, at(3));
     campaign.given([created, launched]).when(other).thenUnchanged();
