@@ -80,11 +80,17 @@ export const routeRules: readonly RouteRule[] = [
     ifMatch: 'required',
   })),
   { route: 'POST /campaigns/:id/costs', access: MARKETING, summary: 'record a cost', ifMatch: 'optional' },
+  { route: 'POST /campaigns/:id/cost-corrections', access: MARKETING, summary: 'correct a recorded cost (0 voids it), with a reason', ifMatch: 'optional' },
   { route: 'POST /campaigns/:id/responses', access: MARKETING, summary: "record a customer's response", ifMatch: 'optional' },
   { route: 'GET /campaigns', access: ALL, summary: 'list campaigns' },
   { route: 'GET /campaigns/export', access: ALL, summary: 'every campaign (status, times, segment, figures) as CSV or NDJSON' },
   { route: 'GET /responses/export', access: ALL, summary: 'every campaign response (campaign, customer, kind, revenue, time) as CSV or NDJSON' },
-  { route: 'GET /costs/export', access: ALL, summary: 'every campaign cost (campaign, cost id, amount, description, time) as CSV or NDJSON' },
+  {
+    route: 'GET /costs/export',
+    access: ALL,
+    summary:
+      'every campaign cost (campaign, cost id, amount, description, time) as CSV or NDJSON; a corrected cost at its current amount, a voided one left out',
+  },
   { route: 'GET /campaigns/:id', access: ALL, summary: 'one campaign' },
   // Feedback.
   { route: 'POST /feedback', access: SUPPORT, summary: 'submit feedback' },

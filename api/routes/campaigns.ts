@@ -84,6 +84,18 @@ export const campaignRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
   commandRoute(app, context, {
     ...base,
     method: 'POST',
+    url: '/campaigns/:id/cost-corrections',
+    type: 'CorrectCampaignCost',
+    payload: s.CorrectCampaignCost,
+    summary: 'Correct a recorded cost (amount 0 voids it); the cost keeps its id, its first amount stays in the history',
+    description:
+      'Records CampaignCostCorrected (previous and corrected amount, currency, reason). 404 campaign.cost_not_found naming costId for a cost never ' +
+      'recorded; the same amount again changes nothing (200, no new event); an increase beyond the budget needs allowOverBudget, as a new cost does. ' +
+      'The cost id travels in the body: invoice numbers hold slashes.',
+  });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
     url: '/campaigns/:id/responses',
     type: 'RecordCampaignResponse',
     payload: s.RecordCampaignResponse,

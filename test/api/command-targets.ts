@@ -86,6 +86,13 @@ export const commandTargets = (customerId: () => string): Target[] => [
   { method: 'POST', url: '/campaigns/:id/costs', payload: k.RecordCampaignCost, idField: 'campaignId', valid: () => ({ amount: 1, currency: 'EUR' }) },
   {
     method: 'POST',
+    url: '/campaigns/:id/cost-corrections',
+    payload: k.CorrectCampaignCost,
+    idField: 'campaignId',
+    valid: () => ({ costId: 'inv-1', amount: 1, currency: 'EUR', reason: 'typed 10 for 1' }),
+  },
+  {
+    method: 'POST',
     url: '/campaigns/:id/responses',
     payload: k.RecordCampaignResponse,
     idField: 'campaignId',

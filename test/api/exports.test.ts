@@ -362,6 +362,34 @@ describe('exports', () => {
     expect(refused.statusCode).toBe(403);
   });
 
+  it('exports a corrected cost at its current amount and leaves a voided one out: imported back, each cost is already there', async () => {
+    const campaign = (await send('POST', '/campaigns', { name: 'Corrected', channel: 'email', budget: 1000, currency: 'EUR' })).json().id as string;
+    const record = async (costId: string, amount: number) =>
+      expect((await send('POST', `/campaigns/${campaign}/costs`, { costId, amount, currency: 'EUR', occurredAt: '2020-05-01T00:00:00Z' })).statusCode).toBe(
+        200,
+      );
+    const correct = async (costId: string, amount: number) =>
+      expect((await send('POST', `/campaigns/${campaign}/cost-corrections`, { costId, amount, currency: 'EUR', reason: 'typo' })).statusCode).toBe(200);
+    await record('K-1', 900);
+    await record('K-2', 50);
+    await record('K-3', 40);
+    await correct('K-1', 90);
+    await correct('K-1', 95);
+    await correct('K-2', 0);
+    const exported = (await send('GET', `/costs/export?format=ndjson&campaignId=${campaign}`)).body
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(exported.map((c) => [c.costId, c.amount, c.occurredAt])).toEqual([
+      ['K-1', 95, '2020-05-01T00:00:00.000Z'],
+      ['K-3', 40, '2020-05-01T00:00:00.000Z'],
+    ]);
+    const csv = (await send('GET', `/costs/export?format=csv&campaignId=${campaign}`)).body;
+    const before = await storedCount('CampaignCostRecorded');
+    expect(await importCsv('costs', csv)).toMatchObject({ status: 'done', counts: { rows: 2, imported: 2, alreadyPresent: 2, rejected: 0 } });
+    expect(await storedCount('CampaignCostRecorded')).toBe(before);
+  });
+
   it('refuses the refunds export with 503 and Retry-After while the old read model (no refund ids) still serves an upgrade', async () => {
     const lines = sql.id(api.schemas.read, 'revenue_lines');
     // The table as version 5 of the customers projection left it, which serves until the rebuild ends.

@@ -77,6 +77,7 @@ const scenario = fc.record({
   segmentSources: fc.array(segmentText('sources'), { maxLength: 3 }),
   costId: text('RecordCampaignCost', 'costId'),
   costDescription: text('RecordCampaignCost', 'description', 200),
+  costCorrection: text('CorrectCampaignCost', 'reason', 200),
   pauseReason: text('PauseCampaign', 'reason', 200),
   cancelReason: text('CancelCampaign', 'reason', 200),
   subject: text('SubmitFeedback', 'subject'),
@@ -154,6 +155,7 @@ const run = async (x: Scenario): Promise<void> => {
     targetSegment: { tags: x.segmentTags, rfmSegments: x.segmentTags, sources: x.segmentSources },
   });
   await accept('POST', '/campaigns/:id/costs', campaign.id, { costId: x.costId, amount: 3, currency: 'EUR', description: x.costDescription });
+  await accept('POST', '/campaigns/:id/cost-corrections', campaign.id, { costId: x.costId, amount: 2, currency: 'EUR', reason: x.costCorrection });
   await accept('POST', '/campaigns/:id/launch', campaign.id, {});
   await accept('POST', '/campaigns/:id/responses', campaign.id, { customerId: c, kind: 'converted', revenue: 7 });
   await accept('POST', '/campaigns/:id/pause', campaign.id, { reason: x.pauseReason });

@@ -92,6 +92,95 @@ describe('campaign rules', () => {
   });
 });
 
+describe('campaign cost corrections', () => {
+  const fields = (problem: { errors?: { field: string }[] }) => problem.errors?.map((e) => e.field);
+  const correct = (campaign: string, body: object, headers: Record<string, string> = {}, role: Role = 'marketing') =>
+    send('POST', `/campaigns/${campaign}/cost-corrections`, body, headers, role);
+
+  it('corrects a cost typed with a zero too many: a compensating event, the campaign figures follow, the first amount is then a conflict', async () => {
+    const campaign = ok(await send('POST', '/campaigns', { name: 'Trade fair', channel: 'event', budget: 1000, currency: 'EUR' }), 201).id;
+    const typo = ok(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'INV/2026/1', amount: 8000, currency: 'EUR', allowOverBudget: true }));
+    // The typo holds the whole budget: the next invoice needs allowOverBudget.
+    ok(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'INV/2026/2', amount: 100, currency: 'EUR', allowOverBudget: true }));
+    const body = { costId: 'INV/2026/1', amount: 800, currency: 'EUR', reason: 'Typed 8,000 for 800 (invoice INV/2026/1)' };
+    const corrected = ok(await correct(campaign, body, { 'idempotency-key': `fix-${campaign}` }));
+    expect(corrected.revision).toBe(typo.revision + 2);
+    // Retried with its key: the first result, nothing appended.
+    expect(ok(await correct(campaign, body, { 'idempotency-key': `fix-${campaign}` }))).toEqual(corrected);
+    // The same amount again without a key: nothing new either.
+    expect(ok(await correct(campaign, { ...body, reason: 'again' })).revision).toBe(corrected.revision);
+    expect(ok(await send('GET', `/campaigns/${campaign}?waitFor=${corrected.position}`))).toMatchObject({
+      costs: 900,
+      overBudget: false,
+      roi: -1,
+      costsBase: 900,
+    });
+    const history = ok<{ items: { type: string; data: Record<string, unknown> }[] }>(await send('GET', `/audit/streams/campaign-${campaign}`));
+    expect(history.items.map((e) => e.type)).toEqual(['CampaignCreated', 'CampaignCostRecorded', 'CampaignCostRecorded', 'CampaignCostCorrected']);
+    expect(history.items.at(-1)!.data).toEqual({
+      campaignId: campaign,
+      costId: 'INV/2026/1',
+      previousAmount: 8000,
+      amount: 800,
+      currency: 'EUR',
+      reason: 'Typed 8,000 for 800 (invoice INV/2026/1)',
+    });
+    // Who corrected it and why, as the auditor reads every command's.
+    expect(history.items.at(-1)).toMatchObject({ command: 'CorrectCampaignCost', reason: 'Typed 8,000 for 800 (invoice INV/2026/1)', roles: ['marketing'] });
+    // Recorded again: the corrected amount is the same cost, the first amount a conflict naming the amount it stands at.
+    expect(ok(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'INV/2026/1', amount: 800, currency: 'EUR' })).revision).toBe(corrected.revision);
+    const conflict = expectProblem(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'INV/2026/1', amount: 8000, currency: 'EUR' }), 422);
+    expect(conflict).toMatchObject({ code: 'campaign.cost_conflict', details: { costId: 'INV/2026/1', recordedAmount: 800 } });
+    expect(fields(conflict)).toEqual(['amount']);
+    expect(conflict.detail).toContain('stands at amount 800 since its correction');
+    // Voided: the cost counts 0, and the reporting view agrees.
+    const voided = ok(await correct(campaign, { costId: 'INV/2026/2', amount: 0, currency: 'EUR', reason: 'Credited by the supplier' }));
+    expect(ok(await send('GET', `/campaigns/${campaign}?waitFor=${voided.position}`))).toMatchObject({ costs: 800, costsBase: 800 });
+    const { rows } = await sql<{
+      costs: string;
+    }>`SELECT costs::text FROM ${sql.id(h.schemas.reporting, 'campaigns')} WHERE campaign_id = ${campaign}::uuid`.execute(h.database.db);
+    expect(rows.map((r) => Number(r.costs))).toEqual([800]);
+  });
+
+  it('refuses, naming the field: a cost never recorded (404), another currency or an increase beyond the budget (422), bad input (400)', async () => {
+    const campaign = ok(await send('POST', '/campaigns', { name: 'Radio', channel: 'ads', budget: 1000, currency: 'EUR' }), 201).id;
+    ok(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'inv-1', amount: 600, currency: 'EUR' }));
+    const valid = { costId: 'inv-1', amount: 500, currency: 'EUR', reason: 'Discount agreed' };
+    const unknown = expectProblem(await correct(campaign, { ...valid, costId: 'inv-9' }), 404);
+    expect(unknown).toMatchObject({ code: 'campaign.cost_not_found', details: { costId: 'inv-9' } });
+    expect(fields(unknown)).toEqual(['costId']);
+    expect(expectProblem(await correct(randomUUID(), valid), 404)).toMatchObject({ code: 'campaign.not_found' });
+    const currency = expectProblem(await correct(campaign, { ...valid, currency: 'USD' }), 422);
+    expect(currency).toMatchObject({ code: 'campaign.currency_mismatch', details: { expected: 'EUR' } });
+    expect(fields(currency)).toEqual(['currency']);
+    const over = expectProblem(await correct(campaign, { ...valid, amount: 1000.01 }), 422);
+    expect(over).toMatchObject({ code: 'campaign.over_budget', details: { budget: 1000, costs: 600, remaining: 400 } });
+    expect(fields(over)).toEqual(['amount']);
+    ok(await correct(campaign, { ...valid, amount: 1000.01, allowOverBudget: true }));
+    for (const [input, field] of [
+      [{ ...valid, amount: -1 }, 'amount'],
+      [{ ...valid, amount: 1.00001 }, 'amount'],
+      [{ ...valid, amount: '500' }, 'amount'],
+      [{ ...valid, currency: 'EURO' }, 'currency'],
+      [{ ...valid, reason: ' ' }, 'reason'],
+      [{ costId: 'inv-1', amount: 500, currency: 'EUR' }, 'reason'],
+      [{ ...valid, costId: '' }, 'costId'],
+      [{ ...valid, previousAmount: 600 }, 'previousAmount'],
+    ] as const) {
+      expect(fields(expectProblem(await correct(campaign, input), 400)), JSON.stringify(input)).toContain(field);
+    }
+  });
+
+  it('is open to the roles that record costs, and to no other', async () => {
+    const campaign = ok(await send('POST', '/campaigns', { name: 'Flyers', channel: 'event', budget: 1000, currency: 'EUR' }), 201).id;
+    ok(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'inv-1', amount: 60, currency: 'EUR' }));
+    const body = { costId: 'inv-1', amount: 6, currency: 'EUR', reason: 'Typed 60 for 6' };
+    for (const role of ['sales', 'support', 'analyst', 'auditor'] as const) expectProblem(await correct(campaign, body, {}, role), 403);
+    ok(await correct(campaign, body, {}, 'admin'));
+    ok(await correct(campaign, { ...body, amount: 5 }, {}, 'marketing'));
+  });
+});
+
 describe('money after a forget and a merge', () => {
   const ifMatch = (revision: number) => ({ 'if-match': `"${revision}"` });
   it('a forgotten customer still takes refunds: its revenue comes down in the read models, the timeline and the reporting view', async () => {
