@@ -256,7 +256,11 @@ const DealForm = (props: { deal: Deal; action: DealAction; sent: (position: stri
       return (
         <CommandForm
           {...common}
-          title={`Mark "${deal.title}" ${action}`}
+          title={
+            <>
+              Mark "<bdi>{deal.title}</bdi>" {action}
+            </>
+          }
           submitLabel={`Mark ${action}`}
           success={`"${deal.title}" marked ${action}.`}
           fields={
@@ -279,7 +283,11 @@ const DealForm = (props: { deal: Deal; action: DealAction; sent: (position: stri
       return (
         <CommandForm
           {...common}
-          title={`Edit "${deal.title}"`}
+          title={
+            <>
+              Edit "<bdi>{deal.title}</bdi>"
+            </>
+          }
           submitLabel="Save deal"
           success={`"${deal.title}" saved.`}
           fields={[
@@ -314,7 +322,11 @@ const DealForm = (props: { deal: Deal; action: DealAction; sent: (position: stri
       return (
         <CommandForm
           {...common}
-          title={`Reopen "${deal.title}"`}
+          title={
+            <>
+              Reopen "<bdi>{deal.title}</bdi>"
+            </>
+          }
           submitLabel="Reopen deal"
           success={`"${deal.title}" reopened.`}
           fields={[{ name: 'stage', label: 'Stage (blank: the one it was closed from)', type: 'select', options: DEAL_STAGES }]}
@@ -337,7 +349,7 @@ const MoveDeal = (props: { deal: Deal; moving: boolean; move: (stage: string) =>
   return (
     <>
       <label class="sr-only" for={`move-${deal.id}`}>
-        Move {deal.title} to
+        Move <bdi>{deal.title}</bdi> to
       </label>
       <select id={`move-${deal.id}`} value={target} disabled={props.moving} onChange={(e) => setTarget(e.currentTarget.value)}>
         {DEAL_STAGES.map((s) => (
@@ -346,7 +358,13 @@ const MoveDeal = (props: { deal: Deal; moving: boolean; move: (stage: string) =>
           </option>
         ))}
       </select>
-      <button type="button" disabled={props.moving || target === deal.stage} onClick={() => void props.move(target)}>
+      {/* Named for its deal, as the card's other buttons are: a list of buttons all read "Move" told none apart. */}
+      <button
+        type="button"
+        aria-label={`${props.moving ? 'Moving…' : 'Move'} ${deal.title}`}
+        disabled={props.moving || target === deal.stage}
+        onClick={() => void props.move(target)}
+      >
         {props.moving ? 'Moving…' : 'Move'}
       </button>
     </>
