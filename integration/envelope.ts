@@ -181,6 +181,12 @@ export function toIntegrationEvent(projected: ProjectedEvent, role: SubscriberRo
 }
 
 /**
+ * Where a broker carries the event: the NATS subject, and the RabbitMQ routing key on the topic exchange
+ * (`crm.<aggregate kind>.<EventType>`, e.g. `crm.customer.PurchaseRecorded`).
+ */
+export const integrationSubject = (kind: AggregateKind, type: string): string => `crm.${kind}.${type}`;
+
+/**
  * Event-type patterns of a subscription: exact names (`PurchaseRecorded`), a prefix with `*`
  * (`Deal*`), or `*` for everything.
  */

@@ -7,7 +7,7 @@ import { createDestinationGuard, type DestinationGuard } from './destinations.ts
 import { lagReader } from '../projections/status.ts';
 import type { SubscriberRole } from './envelope.ts';
 import { createIntegrationFeed, type IntegrationFeed } from './feed.ts';
-import type { NatsPublisher } from './nats-publisher.ts';
+import type { Broker, BrokerPublisherOptions } from './broker-publisher.ts';
 import { OutageLog, type Log } from '../shared/outage-log.ts';
 import { integrationTables, NATS_PUBLISHER, type IntegrationTables, type PublisherRow, type ReportedPublisherState } from './tables.ts';
 import { DEFAULT_DELIVERY_POLICY, unfenced, WebhookLoop, type DeliveryPolicy, type Fenced } from './webhook-loop.ts';
@@ -21,6 +21,32 @@ export interface NatsSettings {
   stream: string;
   role: SubscriberRole;
 }
+
+/** A broker publisher as the publishers run it (integration/broker-publisher.ts). */
+interface RunningBroker {
+  start(): void;
+  stop(): Promise<void>;
+}
+
+/** What every broker publisher is given besides its settings. */
+type Common = Omit<BrokerPublisherOptions, 'role'>;
+
+/** A broker configured here: its publisher's name (its row's kind too) and how to make the publisher. */
+interface ConfiguredBroker {
+  publisher: Broker['publisher'];
+  create(common: Common): Promise<RunningBroker>;
+}
+
+/**
+ * The brokers configured, one publisher each. A broker's client is loaded only where publishing to it
+ * is configured (each costs memory to load).
+ */
+const brokersOf = ({ nats }: PublishersOptions): ConfiguredBroker[] => {
+  const brokers: ConfiguredBroker[] = [];
+  if (nats)
+    brokers.push({ publisher: NATS_PUBLISHER, create: async (common) => (await import('./nats-publisher.ts')).createNatsPublisher({ ...nats, ...common }) });
+  return brokers;
+};
 
 export interface PublishersOptions {
   db: Kysely<unknown>;
@@ -53,9 +79,9 @@ export interface PublisherStatus extends Omit<PublisherRow, 'state'> {
 }
 
 /**
- * `retrying` for a running publisher whose latest attempt failed and none has succeeded since (NATS
- * retries for ever and never pauses: this is how its outage shows); the stored state otherwise. The
- * reporting view says the same in SQL (integration/reporting.ts).
+ * `retrying` for a running publisher whose latest attempt failed and none has succeeded since (the
+ * broker publishers retry for ever and never pause: this is how their outages show); the stored state
+ * otherwise. The reporting view says the same in SQL (integration/reporting.ts).
  */
 export const reportedState = (p: PublisherRow): ReportedPublisherState => (p.state === 'running' && p.lastError !== null ? 'retrying' : p.state);
 
@@ -73,7 +99,8 @@ export class IntegrationPublishers {
   private readonly policy: DeliveryPolicy;
   private readonly destinations: DestinationGuard;
   private readonly loops = new Map<string, { loop: WebhookLoop; generation: number }>();
-  private nats: NatsPublisher | undefined;
+  /** The broker publishers running here, by publisher name. */
+  private readonly brokers = new Map<string, RunningBroker>();
   private feed: IntegrationFeed | undefined;
   private timer: NodeJS.Timeout | undefined;
   private reconciling: Promise<void> = Promise.resolve();
@@ -103,8 +130,8 @@ export class IntegrationPublishers {
 
   async start(): Promise<void> {
     await this.tables.migrate();
-    // NATS carries every integration event, history included, from the first start on.
-    if (this.options.nats) await this.tables.ensurePublisher(NATS_PUBLISHER, 'nats', 0n);
+    // A broker carries every integration event, history included, from the first start on.
+    for (const broker of brokersOf(this.options)) await this.tables.ensurePublisher(broker.publisher, broker.publisher, 0n);
     this.stopped = false;
     this.feed = createIntegrationFeed(this.options.store, this.options.personalData, this.options.log);
     await this.reconcile();
@@ -152,17 +179,17 @@ export class IntegrationPublishers {
       this.loops.set(subscription.id, { loop, generation: subscription.generation });
       loop.start();
     }
-    const { nats } = this.options;
-    if (nats && held && !this.nats) {
-      // The NATS client is loaded only where publishing to NATS is configured (it costs memory to load).
-      const { NatsPublisher: Publisher } = await import('./nats-publisher.ts');
-      if (this.stopped || this.nats) return;
-      this.nats = new Publisher({ ...nats, tables: this.tables, feed: this.feed, fenced: this.fenced, log: this.options.log });
-      this.nats.start();
-    } else if (this.nats && !held) {
-      const publisher = this.nats;
-      this.nats = undefined;
-      await publisher.stop();
+    for (const broker of brokersOf(this.options)) {
+      const running = this.brokers.get(broker.publisher);
+      if (held && !running) {
+        const publisher = await broker.create({ tables: this.tables, feed: this.feed, fenced: this.fenced, log: this.options.log });
+        if (this.stopped || this.brokers.has(broker.publisher)) return;
+        this.brokers.set(broker.publisher, publisher);
+        publisher.start();
+      } else if (running && !held) {
+        this.brokers.delete(broker.publisher);
+        await running.stop();
+      }
     }
   }
 
@@ -173,8 +200,9 @@ export class IntegrationPublishers {
     await this.reconciling;
     const loops = [...this.loops.values()].map((e) => e.loop.stop());
     this.loops.clear();
-    await Promise.all([...loops, this.nats?.stop()]);
-    this.nats = undefined;
+    const brokers = [...this.brokers.values()].map((b) => b.stop());
+    this.brokers.clear();
+    await Promise.all([...loops, ...brokers]);
     this.feed?.close();
   }
 

@@ -14,7 +14,7 @@ import { MASKED_PASSWORD, maskedPasswordRefusal, passwordOf, splitPassword, Webh
  *   creation; sealed with the master key when one is configured, see eventstore/master-key.ts). A
  *   password in the URL is kept apart in `url_password`, sealed the same way, and `url` holds `***`
  *   in its place (integration/url-password.ts): listing and showing a subscription never opens it.
- * - `integration_publishers`: one row per publisher (`webhook:<id>`, `nats`): checkpoint, state, counters.
+ * - `integration_publishers`: one row per publisher (`webhook:<id>`, `nats`: checkpoint, state, counters.
  * - `webhook_deliveries`: the recent attempts of each subscription (the last `DELIVERY_LOG_KEEP`).
  */
 
@@ -51,9 +51,12 @@ export interface WebhookSubscription {
   previousSecretExpiresAt: Date | null;
 }
 
+/** What a publisher delivers to: webhook receivers, NATS JetStream. */
+export type PublisherKind = 'webhook' | 'nats';
+
 export interface PublisherRow {
   name: string;
-  kind: 'webhook' | 'nats';
+  kind: PublisherKind;
   position: bigint;
   state: PublisherState;
   delivered: number;
@@ -196,7 +199,7 @@ type SubscriptionRow = {
 
 type PublisherTableRow = {
   name: string;
-  kind: 'webhook' | 'nats';
+  kind: PublisherKind;
   position: string | number;
   state: PublisherState;
   delivered: string | number;

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { PUBLIC_EVENT_TYPE_NAMES, PUBLIC_EVENT_TYPES, publicFields, type AggregateKind } from '../../integration/envelope.ts';
+import { integrationSubject, PUBLIC_EVENT_TYPE_NAMES, PUBLIC_EVENT_TYPES, publicFields, type AggregateKind } from '../../integration/envelope.ts';
 import type { IntegrationServices, PublisherStatus } from '../../integration/index.ts';
 import {
   ChangedWebhookUrl,
@@ -241,7 +241,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
           summary: spec.summary,
           fields: publicFields(type),
           personalFields: [...spec.personal],
-          natsSubject: `crm.${spec.kind}.${type}`,
+          natsSubject: integrationSubject(spec.kind, type),
         };
       }),
     }),
