@@ -72,7 +72,7 @@ const shutdownBounds = (timeoutMs: number, drainMs: number | undefined): CrmConf
 };
 
 /**
- * The clients of these URLs (pg, ioredis, nats) parse them with the WHATWG parser, which ends the
+ * The clients of these URLs (pg, ioredis, nats, amqplib) parse them with the WHATWG parser, which ends the
  * host part at a `/`, `?` or `#` even inside a password: pg then connected to a host named after the
  * user, with the rest of the password as the database name. EVENTSTORE_URL is rewritten for its
  * client instead (eventstore/eventstoredb/connection.ts).
@@ -201,6 +201,24 @@ const EnvSchema = z.object({
       .default('CRM_EVENTS'),
   ),
   CRM_NATS_ROLE: z.preprocess(emptyAsUnset, UserRole.default('analyst')),
+  /** RabbitMQ (AMQP 0-9-1): every integration event is published to a topic exchange there when set (integration/). */
+  CRM_AMQP_URL: z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      .regex(/^amqps?:\/\/.+/, 'an AMQP URL such as amqp://guest:guest@127.0.0.1:5672')
+      .refine((value) => !userinfoEndsEarly(value), PERCENT_ENCODE)
+      .optional(),
+  ),
+  CRM_AMQP_EXCHANGE: z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      // RabbitMQ's own rule for names, without the `amq.` prefix it reserves.
+      .regex(/^(?!amq\.)[A-Za-z0-9_.:-]{1,255}$/, 'an exchange name (letters, digits, -, _, . and :, not beginning with amq.)')
+      .default('crm.events'),
+  ),
+  CRM_AMQP_ROLE: z.preprocess(emptyAsUnset, UserRole.default('analyst')),
   /** Networks outside the public internet that webhook deliveries may reach (integration/destinations.ts). */
   CRM_WEBHOOK_ALLOW_NETWORKS: z
     .string()
@@ -359,6 +377,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
     readyMaxLagSeconds: e.CRM_READY_MAX_LAG_SECONDS ?? Math.max(10, 2 * e.CRM_PROJECTION_LEASE_SECONDS),
     masterKey: readMasterKey(e.CRM_MASTER_KEY, e.CRM_MASTER_KEY_FILE, cwd),
     nats: e.CRM_NATS_URL ? { url: e.CRM_NATS_URL, stream: e.CRM_NATS_STREAM, role: e.CRM_NATS_ROLE } : undefined,
+    amqp: e.CRM_AMQP_URL ? { url: e.CRM_AMQP_URL, exchange: e.CRM_AMQP_EXCHANGE, role: e.CRM_AMQP_ROLE } : undefined,
     webhookAllowNetworks: e.CRM_WEBHOOK_ALLOW_NETWORKS,
     timeouts: databaseTimeouts(e),
     rateLimit: { perMinute: e.CRM_RATE_LIMIT, perRole, redisUrl: e.REDIS_URL },
@@ -376,7 +395,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
 }
 
 const SECRET_VARIABLES = new Set(['CRM_ADMIN_KEY', 'CRM_MASTER_KEY']);
-const URL_VARIABLES = new Set(['DATABASE_URL', 'EVENTSTORE_URL', 'CRM_NATS_URL', 'REDIS_URL']);
+const URL_VARIABLES = new Set(['DATABASE_URL', 'EVENTSTORE_URL', 'CRM_NATS_URL', 'CRM_AMQP_URL', 'REDIS_URL']);
 const describeValue = (variable: string, value: string | undefined): string => {
   if (value === undefined) return '';
   // Never echo a secret, nor a URL's password: a URL is shown as every server URL is printed.

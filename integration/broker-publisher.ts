@@ -156,7 +156,9 @@ export class BrokerPublisher<C extends BrokerConnection> {
         if (this.stopped) break;
         failures++;
         prepared = false;
-        if (broker.dropsConnectionOn(error)) await this.dropConnection();
+        // A connection noted lost meanwhile (the broker closed it, or the channel, on this very error) is made
+        // anew by the next attempt, rather than failing it once more with the loss.
+        if (this.lost !== undefined || broker.dropsConnectionOn(error)) await this.dropConnection();
         const message = describeError(error);
         const database = error instanceof EventStoreUnavailable;
         outage.failed(message, { check: database ? CHECK_DATABASE(broker.label) : broker.check });

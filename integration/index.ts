@@ -3,7 +3,7 @@ import type { EventStore } from '../eventstore/contract.ts';
 import type { PersonalData } from '../eventstore/personal-data.ts';
 import { ProjectionLeases } from '../projections/leases.ts';
 import { createDestinationGuard, type DestinationGuard } from './destinations.ts';
-import { IntegrationPublishers, PUBLISHERS_PARTITION, readPublisherStatus, type NatsSettings, type PublisherStatus } from './publishers.ts';
+import { IntegrationPublishers, PUBLISHERS_PARTITION, readPublisherStatus, type AmqpSettings, type NatsSettings, type PublisherStatus } from './publishers.ts';
 import type { SubscriberRole } from './envelope.ts';
 import { withoutRepeats, type Log } from '../shared/outage-log.ts';
 import { newWebhookSecret } from './signing.ts';
@@ -11,7 +11,7 @@ import { createPublisherStatusView } from './reporting.ts';
 import { integrationTables, type IntegrationTables } from './tables.ts';
 import type { DeliveryPolicy } from './webhook-loop.ts';
 
-export { PUBLISHERS_PARTITION, type NatsSettings, type PublisherStatus } from './publishers.ts';
+export { PUBLISHERS_PARTITION, type AmqpSettings, type NatsSettings, type PublisherStatus } from './publishers.ts';
 export { rewrapWebhookSecrets } from './tables.ts';
 
 /** What the API and the CLI use: the subscription tables and the publishers' status, from any process. */
@@ -43,6 +43,7 @@ export interface IntegrationOptions {
   masterKey?: Uint8Array;
   schemas: { events: string; read: string; reporting?: string };
   nats?: NatsSettings;
+  amqp?: AmqpSettings;
   /**
    * The id the publishers' lease is held under: the projection workers' own, read when publishing
    * starts, since their leases settle it at their start (a second process on this host and database
@@ -114,6 +115,7 @@ export function createIntegration(options: IntegrationOptions): Integration {
         personalData: options.personalData,
         ...(options.masterKey ? { masterKey: options.masterKey } : {}),
         nats: options.nats,
+        amqp: options.amqp,
         policy: options.policy,
         destinations,
         leases,

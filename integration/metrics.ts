@@ -52,10 +52,14 @@ export function registerPublisherMetrics(registry: Registry, status: () => Promi
   );
   total(
     'crm_publisher_deliveries_total',
-    'Events delivered (webhook 2xx answers, JetStream acknowledgements) since the publisher was created',
+    'Events delivered (webhook 2xx answers, JetStream acknowledgements, RabbitMQ confirms) since the publisher was created',
     (p) => p.delivered,
   );
-  total('crm_publisher_failures_total', 'Failed attempts (receiver errors, timeouts, NATS errors) since the publisher was created', (p) => p.failures);
+  total(
+    'crm_publisher_failures_total',
+    'Failed attempts (receiver errors, timeouts, NATS and RabbitMQ errors) since the publisher was created',
+    (p) => p.failures,
+  );
   gauge(
     'crm_publisher_failing',
     '1 while the publisher fails: its latest attempt failed and none has succeeded since (retrying), or its retries ran out (failing, paused); else 0',

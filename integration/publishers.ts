@@ -9,7 +9,7 @@ import type { SubscriberRole } from './envelope.ts';
 import { createIntegrationFeed, type IntegrationFeed } from './feed.ts';
 import type { Broker, BrokerPublisherOptions } from './broker-publisher.ts';
 import { OutageLog, type Log } from '../shared/outage-log.ts';
-import { integrationTables, NATS_PUBLISHER, type IntegrationTables, type PublisherRow, type ReportedPublisherState } from './tables.ts';
+import { AMQP_PUBLISHER, integrationTables, NATS_PUBLISHER, type IntegrationTables, type PublisherRow, type ReportedPublisherState } from './tables.ts';
 import { DEFAULT_DELIVERY_POLICY, unfenced, WebhookLoop, type DeliveryPolicy, type Fenced } from './webhook-loop.ts';
 
 /** The lease partition under which one worker runs every publisher (projections/leases.ts). */
@@ -19,6 +19,14 @@ export interface NatsSettings {
   url: string;
   /** JetStream stream name; `CRM_EVENTS` unless a test needs its own. */
   stream: string;
+  role: SubscriberRole;
+}
+
+export interface AmqpSettings {
+  /** `amqp://user:password@host:5672/vhost` (or `amqps://`). */
+  url: string;
+  /** The durable topic exchange declared at start; `crm.events` unless a test needs its own. */
+  exchange: string;
   role: SubscriberRole;
 }
 
@@ -41,10 +49,12 @@ interface ConfiguredBroker {
  * The brokers configured, one publisher each. A broker's client is loaded only where publishing to it
  * is configured (each costs memory to load).
  */
-const brokersOf = ({ nats }: PublishersOptions): ConfiguredBroker[] => {
+const brokersOf = ({ nats, amqp }: PublishersOptions): ConfiguredBroker[] => {
   const brokers: ConfiguredBroker[] = [];
   if (nats)
     brokers.push({ publisher: NATS_PUBLISHER, create: async (common) => (await import('./nats-publisher.ts')).createNatsPublisher({ ...nats, ...common }) });
+  if (amqp)
+    brokers.push({ publisher: AMQP_PUBLISHER, create: async (common) => (await import('./amqp-publisher.ts')).createAmqpPublisher({ ...amqp, ...common }) });
   return brokers;
 };
 
@@ -58,6 +68,7 @@ export interface PublishersOptions {
   /** Opens the webhook secrets sealed with it. */
   masterKey?: Uint8Array;
   nats?: NatsSettings;
+  amqp?: AmqpSettings;
   policy?: Partial<DeliveryPolicy>;
   /** Which addresses webhook deliveries may connect to; by default public ones only. */
   destinations?: DestinationGuard;
@@ -92,7 +103,7 @@ export const isFailing = (p: Pick<PublisherStatus, 'state'>): boolean => p.state
  * The publishers are projections with a side effect outside the database: each follows the gap-free
  * feed from its own checkpoint, and the worker holding the `integration-publishers` lease runs them
  * all. Their checkpoints cannot commit with the side effect, so they move after the acknowledgement
- * (at least once; receivers dedupe by event id, JetStream by `Nats-Msg-Id`).
+ * (at least once; receivers dedupe by event id, JetStream by `Nats-Msg-Id`, RabbitMQ consumers by `message_id`).
  */
 export class IntegrationPublishers {
   readonly tables: IntegrationTables;

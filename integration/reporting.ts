@@ -7,13 +7,13 @@ import { PUBLISHERS } from './tables.ts';
 export const PUBLISHER_STATUS_VIEW: ReportingView = {
   name: 'publisher_status',
   projection: '',
-  description: 'One row per integration publisher (webhook subscriptions, NATS JetStream): checkpoint, state, deliveries and failures.',
+  description: 'One row per integration publisher (webhook subscriptions, NATS JetStream, RabbitMQ): checkpoint, state, deliveries and failures.',
   columns: [
-    ['name', "webhook:<subscription id> or 'nats'"],
-    ['kind', 'webhook | nats'],
+    ['name', "webhook:<subscription id>, 'nats' or 'amqp'"],
+    ['kind', 'webhook | nats | amqp'],
     ['state', 'running | retrying (its latest attempt failed, none has succeeded since) | failing (paused after its retries ran out) | disabled'],
     ['position', 'Global position of the last event delivered (or skipped as not subscribed)'],
-    ['delivered', 'Events delivered: 2xx answers, JetStream acknowledgements'],
+    ['delivered', 'Events delivered: 2xx answers, JetStream acknowledgements, RabbitMQ publisher confirms'],
     ['failures', 'Failed attempts'],
     ['last_error', 'Error of the latest failed attempt, until a delivery succeeds (the delivery log keeps every attempt)'],
     ['last_status', 'HTTP status of the latest attempt (webhooks)'],

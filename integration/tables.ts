@@ -14,7 +14,7 @@ import { MASKED_PASSWORD, maskedPasswordRefusal, passwordOf, splitPassword, Webh
  *   creation; sealed with the master key when one is configured, see eventstore/master-key.ts). A
  *   password in the URL is kept apart in `url_password`, sealed the same way, and `url` holds `***`
  *   in its place (integration/url-password.ts): listing and showing a subscription never opens it.
- * - `integration_publishers`: one row per publisher (`webhook:<id>`, `nats`: checkpoint, state, counters.
+ * - `integration_publishers`: one row per publisher (`webhook:<id>`, `nats`, `amqp`): checkpoint, state, counters.
  * - `webhook_deliveries`: the recent attempts of each subscription (the last `DELIVERY_LOG_KEEP`).
  */
 
@@ -51,8 +51,8 @@ export interface WebhookSubscription {
   previousSecretExpiresAt: Date | null;
 }
 
-/** What a publisher delivers to: webhook receivers, NATS JetStream. */
-export type PublisherKind = 'webhook' | 'nats';
+/** What a publisher delivers to: webhook receivers, NATS JetStream, RabbitMQ (AMQP 0-9-1). */
+export type PublisherKind = 'webhook' | 'nats' | 'amqp';
 
 export interface PublisherRow {
   name: string;
@@ -83,6 +83,7 @@ export interface DeliveryAttempt {
 
 export const webhookPublisherName = (subscriptionId: string) => `webhook:${subscriptionId}`;
 export const NATS_PUBLISHER = 'nats';
+export const AMQP_PUBLISHER = 'amqp';
 
 type Db = QueryExecutorProvider;
 /**

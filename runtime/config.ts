@@ -66,6 +66,8 @@ export interface CrmConfig {
   masterKey?: Uint8Array | undefined;
   /** JetStream publishing of integration events (integration/nats-publisher.ts); unset: off. */
   nats: { url: string; stream: string; role: UserRole } | undefined;
+  /** RabbitMQ publishing of integration events (integration/amqp-publisher.ts); unset: off. */
+  amqp: { url: string; exchange: string; role: UserRole } | undefined;
   /** Networks outside the public internet that webhook deliveries may reach (integration/destinations.ts); empty: none. */
   webhookAllowNetworks: Network[];
   /** Bounds on every database wait and on each HTTP request (cli/timeouts.ts). */

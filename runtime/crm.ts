@@ -552,10 +552,11 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       ...(config.masterKey ? { masterKey: config.masterKey } : {}),
       schemas: config.schemas,
       nats: config.nats,
+      amqp: config.amqp,
       destinations: createDestinationGuard(config.webhookAllowNetworks),
       workerId: () => leases.workerId,
       leaseSeconds: config.projectionLeaseSeconds,
-      // Publishers in trouble (NATS or the database away, a subscription paused) reach the operator, once per outage.
+      // Publishers in trouble (NATS, RabbitMQ or the database away, a subscription paused) reach the operator, once per outage.
       log: partLog('publishers'),
     });
     /** Views others built on the reporting views that a re-creation or a swap could not make again (or materialized ones it dropped). */

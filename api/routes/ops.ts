@@ -47,10 +47,12 @@ const ProjectionDetail = PublicProjection.extend({
 const Publishers = z
   .array(
     z.object({
-      name: z.string().describe('webhook:<id> or nats'),
+      name: z.string().describe('webhook:<id>, nats or amqp'),
       state: z
         .enum(REPORTED_PUBLISHER_STATES)
-        .describe('retrying: its latest attempt failed and none has succeeded since (NATS retries for ever); failing: paused after its retries ran out'),
+        .describe(
+          'retrying: its latest attempt failed and none has succeeded since (NATS and RabbitMQ retry for ever); failing: paused after its retries ran out',
+        ),
       position: z.string(),
       eventsBehind: z.number().nullable().describe('Events waiting (up to 10,000); null when they could not be counted in time'),
       secondsBehind: z.number(),

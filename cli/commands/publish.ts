@@ -13,7 +13,7 @@ const options: Record<string, OptionWithHelp> = {
 export const publishCommand: CliCommand = {
   name: 'publish',
   maxArguments: 0,
-  summary: 'Integration publishers (webhooks, NATS JetStream): their status; NATS published to again from a position',
+  summary: 'Integration publishers (webhooks, NATS JetStream, RabbitMQ): their status; NATS published to again from a position',
   usage: 'publish --status [--json] | publish --nats-from <position>',
   details: `
 Publishers run in the projection workers (crm serve with inline projections, or crm project) under
@@ -63,7 +63,10 @@ last message.`,
         );
       if (run.values.json) run.out(JSON.stringify(statuses, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2));
       else if (statuses.length === 0)
-        run.out(`No publishers yet (NATS ${run.config.nats ? `to ${run.config.nats.stream}` : 'off: CRM_NATS_URL is not set'}; no webhook subscriptions).`);
+        run.out(
+          `No publishers yet (NATS ${run.config.nats ? `to ${run.config.nats.stream}` : 'off: CRM_NATS_URL is not set'}; ` +
+            `RabbitMQ ${run.config.amqp ? `to ${run.config.amqp.exchange}` : 'off: CRM_AMQP_URL is not set'}; no webhook subscriptions).`,
+        );
       else
         for (const p of statuses) {
           run.out(

@@ -760,6 +760,21 @@ const integrationTables = (schema: string): Migration => ({
 });
 
 /**
+ * RabbitMQ publishing (integration/amqp-publisher.ts): its publisher's row has the kind `amqp`, which the
+ * check of `integration_publishers.kind` did not take. (An older version refuses the store after it, as
+ * after every migration; its status would not know the kind.)
+ */
+const amqpPublisherKind = (schema: string): Migration => ({
+  async up(db: Kysely<any>) {
+    const s = quote(schema);
+    await runEach(db, [
+      `ALTER TABLE ${s}.integration_publishers DROP CONSTRAINT IF EXISTS integration_publishers_kind_check`,
+      `ALTER TABLE ${s}.integration_publishers ADD CONSTRAINT integration_publishers_kind_check CHECK (kind IN ('webhook', 'nats', 'amqp'))`,
+    ]);
+  },
+});
+
+/**
  * The seals of the global hash chain over the events table (audit/sql/chain.ts): the PostgreSQL
  * engine's own, as EventStoreDB's events have no such chain.
  */
@@ -810,6 +825,7 @@ const besideEventsMigrationsFor = (schema: string): Record<string, Migration> =>
   '0018_integration_tables': integrationTables(schema),
   // A new event type, CampaignCostCorrected: nothing to change in SQL, but older versions must refuse a store holding it.
   '0020_campaign_cost_corrections': { up: async () => undefined },
+  '0021_amqp_publisher_kind': amqpPublisherKind(schema),
 });
 
 /**

@@ -108,6 +108,29 @@ describe('CRM_BASE_CURRENCY', () => {
   });
 });
 
+describe('CRM_AMQP_URL, CRM_AMQP_EXCHANGE and CRM_AMQP_ROLE', () => {
+  it('publish to RabbitMQ only when a URL is set, to crm.events as the analyst by default, and name a bad value without echoing the password', () => {
+    expect(loadConfig({}, '/srv/crm').amqp).toBeUndefined();
+    expect(loadConfig({ CRM_AMQP_URL: 'amqp://guest:guest@127.0.0.1:5672' }, '/srv/crm').amqp).toEqual({
+      url: 'amqp://guest:guest@127.0.0.1:5672',
+      exchange: 'crm.events',
+      role: 'analyst',
+    });
+    expect(loadConfig({ CRM_AMQP_URL: 'amqps://rabbit.example.com/crm', CRM_AMQP_EXCHANGE: 'shop.crm', CRM_AMQP_ROLE: 'admin' }, '/srv/crm').amqp).toEqual({
+      url: 'amqps://rabbit.example.com/crm',
+      exchange: 'shop.crm',
+      role: 'admin',
+    });
+    const [url] = problemsOf({ CRM_AMQP_URL: 'http://guest:hunter2@127.0.0.1:5672' });
+    expect(url).toMatchObject({ variable: 'CRM_AMQP_URL' });
+    expect(url!.message).toContain('amqp://');
+    expect(url!.message).not.toContain('hunter2');
+    for (const bad of ['amq.topic', 'crm events']) {
+      expect(problemsOf({ CRM_AMQP_URL: 'amqp://127.0.0.1', CRM_AMQP_EXCHANGE: bad })[0]).toMatchObject({ variable: 'CRM_AMQP_EXCHANGE' });
+    }
+  });
+});
+
 describe('CRM_MIN_FREE_DISK_MB', () => {
   it('takes megabytes from 32 up (one 16 MB WAL segment and a little more), refusing less', () => {
     expect(loadConfig({ CRM_MIN_FREE_DISK_MB: '500' }, '/srv/crm').database).toEqual({ kind: 'pglite', dataDir: '/srv/crm/.crm-data', minFreeDiskMb: 500 });

@@ -71,7 +71,7 @@ describe('EVENTSTORE_URL', () => {
 });
 
 describe('crm serve with credentials in every URL', () => {
-  it('names PostgreSQL, Redis and NATS without their passwords', async () => {
+  it('names PostgreSQL, Redis, NATS and RabbitMQ without their passwords', async () => {
     const server = new Server(
       folder,
       schemaEnv(schemas, {
@@ -79,6 +79,7 @@ describe('crm serve with credentials in every URL', () => {
         DATABASE_URL: userAt(TEST_DATABASE_URL, 'hunter@fish'),
         REDIS_URL: 'redis://default:hunter%2Ffish@127.0.0.1:1',
         CRM_NATS_URL: 'nats://crm:hunter%40fish@127.0.0.1:1',
+        CRM_AMQP_URL: 'amqp://crm:hunter%40fish@127.0.0.1:1',
         PORT: '0',
       }),
     );
@@ -87,6 +88,7 @@ describe('crm serve with credentials in every URL', () => {
     await server.waitFor(/Redis at .*127\.0\.0\.1:1\b/, 30_000, 'stderr');
     // A part's line: JSON on stdout, through the process's logger.
     await server.waitFor(/NATS publisher error/, 30_000, 'stdout');
+    await server.waitFor(/RabbitMQ publisher error/, 30_000, 'stdout');
     expect(await server.stop()).toBe(0);
     expectNoSecret(server.stdout + server.stderr, new URL(TEST_DATABASE_URL).host);
     expect(server.stdout).not.toMatch(SECRET);
