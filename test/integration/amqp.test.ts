@@ -234,7 +234,8 @@ describe.skipIf(unavailable !== undefined)('the RabbitMQ publisher', () => {
     const failed = f.lines.filter((l) => l.message === 'RabbitMQ publisher error; retrying');
     const recovered = f.lines.filter((l) => l.message === 'RabbitMQ publisher publishing again');
     expect(failed.length).toBeGreaterThan(0);
-    expect(failed.length).toBeLessThanOrEqual(4);
+    // At most one outage per reset and one for the refused connections while the backlog was recorded.
+    expect(failed.length).toBeLessThanOrEqual(5);
     expect(recovered).toHaveLength(failed.length);
     expect(resetAt).toBeDefined();
     console.log(
