@@ -4,8 +4,8 @@
  * through `loggableUrl`, and nothing else takes a URL apart for printing. What is printed leaves
  * the CRM (terminals, log files, log collectors, bench reports), and a URL often carries its
  * credential: a user and password, a path segment (`/services/T000/B000/<token>`), a query value
- * (`?token=...`). The printed form names the server (scheme, host, port and the path's shape) so
- * that a failure can be diagnosed, and leaves the secret out. What is connected to is unchanged.
+ * (`?token=...`). The printed form names the server (scheme, host, port and the path's shape; a
+ * PostgreSQL URL's database name in full) so that a failure can be diagnosed, and leaves the secret out. What is connected to is unchanged.
  */
 
 /**
@@ -46,6 +46,32 @@ export const looksSecret = (part: string): boolean => {
 };
 
 const redactPart = (part: string): string => (looksSecret(part) ? REDACTED : part);
+
+/**
+ * Schemes whose path is a database name: shown whole, since an operator after a restore or a move
+ * must see which database was opened (`probe_restore2`, `crmStaging` read as tokens and printed
+ * `***`). Their query values are libpq settings (`sslmode=require`), shown unless a key names a
+ * credential (`password`, `sslpassword`) or a key or value reads like a token.
+ */
+const DATABASE_SCHEMES = new Set(['postgres:', 'postgresql:']);
+const CREDENTIAL_KEY = /pass|secret|token|key|cred|auth/i;
+
+const databaseSetting = (pair: string): string => {
+  const equals = pair.indexOf('=');
+  if (equals === -1) return redactPart(pair);
+  const key = pair.slice(0, equals);
+  const value = pair.slice(equals + 1);
+  if (looksSecret(key)) return `${REDACTED}=${REDACTED}`;
+  return `${key}=${CREDENTIAL_KEY.test(decodeURIComponentSafely(key)) || looksSecret(value) ? REDACTED : value}`;
+};
+
+const decodeURIComponentSafely = (text: string): string => {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+};
 
 const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
 
@@ -112,7 +138,8 @@ const hostWithPort = (url: URL): string => {
  * `https://user:pw@hooks.example.com:8443/services/T000/B000/aB3dE5fG7hJ9kL1mN3pQ5rS7?token=abc&channel=crm#x`
  * is printed as `https://hooks.example.com:8443/services/T000/B000/***?token=***&channel=***`: no user or
  * password, secret-looking path segments and every query value as `***` (the keys kept, a secret-looking
- * one masked too), no fragment. `postgres://crm:s3cret@db.internal/crm` is `postgres://db.internal:5432/crm`.
+ * one masked too), no fragment. `postgres://crm:s3cret@db.internal/crm_prod2?sslmode=require&password=x` is
+ * `postgres://db.internal:5432/crm_prod2?sslmode=require&password=***`: a database URL's name is shown whole.
  * `(not a URL)` when it does not parse. `asDelivered`: the URL is one an HTTP client connects to as the
  * WHATWG parser reads it, and holds no password (a webhook's: its password is kept apart), so an `@`
  * after the host is no userinfo: the host printed is the one delivered to (`http://example.com/a#@127.0.0.1/`
@@ -123,9 +150,11 @@ export const loggableUrl = (value: string, options: { asDelivered?: boolean } = 
   const parsed = direct ? printable(direct) : parseForLog(value);
   if (!parsed) return '(not a URL)';
   const { scheme, authority, pathname, search } = parsed;
-  const path = pathname.split('/').map(redactPart).join('/');
+  const database = DATABASE_SCHEMES.has(scheme);
+  const path = database ? pathname : pathname.split('/').map(redactPart).join('/');
   const pairs = search === '' ? [] : search.slice(1).split('&');
   const query = pairs.map((pair) => {
+    if (database) return databaseSetting(pair);
     const equals = pair.indexOf('=');
     return equals === -1 ? redactPart(pair) : `${redactPart(pair.slice(0, equals))}=${REDACTED}`;
   });

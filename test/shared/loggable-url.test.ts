@@ -26,6 +26,23 @@ describe('a URL as the service prints it', () => {
     expect(loggableUrl('https://example.com/hook?')).toBe('https://example.com/hook');
   });
 
+  // After a restore or a move the operator confirms from the banner which database was opened: names
+  // that read like tokens to the path rule (mixed case, digits) were printed as ***.
+  it("shows a PostgreSQL URL's database name whole, masking only credentials and token-like settings", () => {
+    expect(loggableUrl('postgres://crm:s3cret@127.0.0.1:5432/probe_restore2')).toBe('postgres://127.0.0.1:5432/probe_restore2');
+    expect(loggableUrl('postgres://127.0.0.1/crm_prod2')).toBe('postgres://127.0.0.1:5432/crm_prod2');
+    expect(loggableUrl('postgresql://db.internal/crmStaging?sslmode=require&application_name=crm')).toBe(
+      'postgresql://db.internal:5432/crmStaging?sslmode=require&application_name=crm',
+    );
+    expect(loggableUrl('postgres://db/crm?password=hunter2&sslpassword=fish&sslmode=verify-full')).toBe(
+      'postgres://db:5432/crm?password=***&sslpassword=***&sslmode=verify-full',
+    );
+    // A value or key that reads like a token is masked whatever its key.
+    expect(loggableUrl('postgres://db/crm?options=aBcD1234eFgH5678iJkL9012&aBcD1234eFgH=x')).toBe('postgres://db:5432/crm?options=***&***=***');
+    // Other URLs keep the path rule: a webhook's token-like segment is masked.
+    expect(loggableUrl('https://example.com/crm_prod2')).toBe('https://example.com/***');
+  });
+
   it('says so when the text is not a URL', () => {
     expect(loggableUrl('not a url')).toBe('(not a URL)');
   });
@@ -51,7 +68,8 @@ describe('a URL as the service prints it', () => {
   it.each(PASSWORDS)('never shows the password %s of a database, Redis, EventStoreDB or NATS URL, and names the server', (password) => {
     const cases: Array<[string, string]> = [
       [`postgres://crm:${password}@db.internal:6543/crm`, 'postgres://db.internal:6543/crm'],
-      [`postgresql://crm:${password}@127.0.0.1/test?sslmode=disable`, 'postgresql://127.0.0.1:5432/test?sslmode=***'],
+      [`postgresql://crm:${password}@127.0.0.1/test?sslmode=disable`, 'postgresql://127.0.0.1:5432/test?sslmode=disable'],
+      [`postgres://crm@127.0.0.1/crm_prod2?password=${encodeURIComponent(password)}`, 'postgres://127.0.0.1:5432/crm_prod2?password=***'],
       [`redis://:${password}@cache.internal:6380/0`, 'redis://cache.internal:6380/0'],
       [`rediss://default:${password}@cache.internal`, 'rediss://cache.internal:6379'],
       [`esdb://admin:${password}@host:2113?tls=false`, 'esdb://host:2113?tls=***'],
