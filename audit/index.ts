@@ -18,6 +18,7 @@ export { eventLog, streamHistory, streamNamed, iterateEventLog, iterateStreamHis
 export { exportStream, type ExportFormat } from './export.ts';
 export { ReadModelsNotBuilt, verifyReadModels, type ReadModelVerification } from './verify.ts';
 export {
+  chainHead,
   formatChainAnchor,
   parseChainAnchor,
   sealChain,

@@ -131,6 +131,12 @@ const lastSeal = async (db: QueryExecutorProvider, schema: string) => {
   return rows[0] ? { position: BigInt(rows[0].position), globalHash: rows[0].global_hash } : null;
 };
 
+/** The global chain's head as stored (its last seal), as an anchor; null before the first seal. Read only, nothing recomputed. */
+export const chainHead = async (db: QueryExecutorProvider, schema: string): Promise<ChainAnchor | null> => {
+  const last = await lastSeal(db, schema);
+  return last ? { position: last.position, globalHash: Buffer.from(last.globalHash).toString('hex') } : null;
+};
+
 export interface SealOptions {
   maxEvents?: number;
   /**

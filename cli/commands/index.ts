@@ -7,6 +7,7 @@ import { fitCommand } from './fit.ts';
 import { importCommand } from './import.ts';
 import { importRatesCommand } from './import-rates.ts';
 import { masterKeyCommand } from './master-key.ts';
+import { moveStoreCommand } from './move-store.ts';
 import { projectCommand } from './project.ts';
 import { purgeErasedCommand } from './purge-erased.ts';
 import { publishCommand } from './publish.ts';
@@ -29,6 +30,7 @@ export const commands: readonly CliCommand[] = [
   importCommand,
   importRatesCommand,
   exportCommand,
+  moveStoreCommand,
   claimEmailsCommand,
   purgeErasedCommand,
   demoCommand,
