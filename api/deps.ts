@@ -57,7 +57,8 @@ export interface ProjectionStatus {
   /** When that lease runs out unless renewed. */
   leaseExpiresAt?: Date | null;
   /** Seconds since the checkpoint last moved (or changed state), on the database's clock. */
-  secondsSinceUpdate?: number;
+  secondsSinceUpdate?: number; /** Why its checkpoint names an event the store does not hold (restored beside newer read models): the read side is wrong as a whole. */
+  offTheStore?: string | null;
 }
 
 /** The projection runner (projections/), as the API uses it. */

@@ -167,6 +167,13 @@ export interface EventStore {
    */
   countEvents?(range: { fromPosition?: bigint; untilPosition: bigint; atMost?: number }): Promise<number>;
   /**
+   * The ids of the events at these positions; a position holding no event is left out. Projections
+   * check with it that their checkpoints name this store's events (a store restored from an older
+   * backup beside newer read models). Engines that cannot read an event by its position cheaply
+   * (EventStoreDB) leave it out: their checkpoints are checked against the head only.
+   */
+  eventIdsAt?(positions: readonly bigint[]): Promise<Map<bigint, string>>;
+  /**
    * Committed events not final yet: on PostgreSQL, those above the oldest transaction still open on the
    * server (any session's, another application's too), which no feed reads until it ends (README).
    * Engines whose committed events are final at once leave it out.

@@ -9,6 +9,7 @@ import {
   readCheckpointsForBatch,
   skipAhead,
   type Checkpoint,
+  type CheckpointMove,
   type Lag,
 } from './checkpoints.ts';
 import { CheckpointMoved, describeError, isTransient, PoisonEvent } from './errors.ts';
@@ -95,6 +96,28 @@ export type ApplyOutcome =
   | { kind: 'superseded'; position: bigint; built: Pick<Checkpoint, 'version' | 'variant'> }
   | { kind: 'poison'; position: bigint; failure: PoisonEvent };
 
+/**
+ * Id of the batch's event at `position`, where a checkpoint moving there records it; null when the
+ * batch does not hold it (a batch ended by the feed's caught-up mark). Searched from the end, where a
+ * batch's end event is.
+ */
+export const eventIdAt = (items: readonly BatchItem[], position: bigint): string | null => {
+  for (let i = items.length - 1; i >= 0; i--) {
+    const recorded = items[i]!.recorded;
+    if (recorded.position === position) return recorded.id;
+    if (recorded.position < position) return null;
+  }
+  return null;
+};
+
+/** The move of a checkpoint a batch applied to `position`: it keeps its event when it stays where it is. */
+const moveTo = (projection: Projection, checkpoint: Checkpoint, items: readonly BatchItem[], position: bigint): CheckpointMove => ({
+  projection,
+  from: checkpoint.position,
+  to: position,
+  eventId: position === checkpoint.position ? checkpoint.eventId : eventIdAt(items, position),
+});
+
 const present = (checkpoint: Checkpoint | undefined, projection: Projection, schema: string): Checkpoint => {
   if (!checkpoint) throw new Error(`Projection ${projection.name} has no checkpoint in ${schema}`);
   return checkpoint;
@@ -144,7 +167,7 @@ async function applyOnce(db: Kysely<unknown>, schema: string, projection: Projec
     // Last, so the lease row stays locked only from here to the commit (projections/leases.ts).
     await fence?.(trx);
     // The commit does not wait for fsync: readCheckpointForBatch set synchronous_commit off for this transaction.
-    if (!(await moveCheckpoints(trx, schema, [{ projection, from: checkpoint.position, to: position }], lag))) throw new CheckpointMoved(projection.name);
+    if (!(await moveCheckpoints(trx, schema, [moveTo(projection, checkpoint, items, position)], lag))) throw new CheckpointMoved(projection.name);
     return { kind: 'applied', position };
   });
 }
@@ -194,13 +217,13 @@ export async function applyTogether(
       [...projections, ...idle].map((p) => p.name),
     );
     const outcomes = new Map<string, ApplyOutcome>();
-    const moves: { projection: Projection; from: bigint; to: bigint }[] = [];
+    const moves: CheckpointMove[] = [];
     for (const projection of projections) {
       progress.current = projection.name;
       const checkpoint = present(checkpoints.get(projection.name), projection, schema);
       const outcome = await applyAfter(trx, schema, projection, checkpoint, items, endPosition);
       outcomes.set(projection.name, outcome);
-      if (outcome.kind === 'applied') moves.push({ projection, from: checkpoint.position, to: outcome.position });
+      if (outcome.kind === 'applied') moves.push(moveTo(projection, checkpoint, items, outcome.position));
     }
     progress.current = undefined;
     let movedIdle = [...idle];
@@ -217,7 +240,7 @@ export async function applyTogether(
       movedIdle = idle.filter((p) => held.has(p.name));
     }
     if (!(await moveCheckpoints(trx, schema, moves, lag))) throw new CheckpointMoved(moves.map((m) => m.projection.name).join(', '));
-    await skipAhead(trx, schema, movedIdle, endPosition, lag);
+    await skipAhead(trx, schema, movedIdle, { position: endPosition, eventId: eventIdAt(items, endPosition) }, lag);
     return { outcomes, movedIdle: movedIdle.map((p) => p.name) };
   });
 }
@@ -293,8 +316,9 @@ async function isolatePoison(
       const outcome = await applyBatch(db, schema, projection, [item], item.recorded.position, lag, options);
       if (outcome.kind !== 'applied') return outcome;
     }
-    // Every event applied on its own: the failure was in the batch as a whole; finish the range.
-    return applyBatch(db, schema, projection, [], endPosition, lag, options);
+    // Every event applied on its own: the failure was in the batch as a whole; finish the range (the
+    // items again, all applied now, for the id of the event at its end).
+    return applyBatch(db, schema, projection, items, endPosition, lag, options);
   }
   const item = relevant[0] ?? items[items.length - 1];
   const cause = batchError instanceof BatchItemError ? batchError.cause : batchError;

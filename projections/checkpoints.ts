@@ -22,6 +22,13 @@ export interface Checkpoint {
   /** Stream of the event it failed on. */
   failedStream: string | null;
   updatedAt: Date;
+  /**
+   * Id of the event at `position`, the last one the read model took in: the checkpoint names its
+   * event, so that a store restored beside newer read models is noticed (`checkpointsOffTheStore`).
+   * Null at 0, and where not recorded (a checkpoint that has not moved since the column was added, a
+   * batch ended by the feed's caught-up mark): checked by position only.
+   */
+  eventId: string | null;
 }
 
 export const CHECKPOINT_TABLE = 'projection_checkpoints';
@@ -43,8 +50,8 @@ export async function migrateCheckpoints(db: QueryExecutorProvider, schema: stri
   )`.execute(db);
   // Tables made before the columns existed. Checked first: ALTER TABLE would wait for running batches.
   const { rows } = await sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns
-    WHERE table_schema = ${schema} AND table_name = ${CHECKPOINT_TABLE} AND column_name IN ('failed_stream', 'variant')`.execute(db);
-  for (const column of ['failed_stream', 'variant'])
+    WHERE table_schema = ${schema} AND table_name = ${CHECKPOINT_TABLE} AND column_name IN ('failed_stream', 'variant', 'event_id')`.execute(db);
+  for (const column of ['failed_stream', 'variant', 'event_id'])
     if (!rows.some((r) => r.column_name === column))
       await sql`ALTER TABLE ${sql.id(schema, CHECKPOINT_TABLE)} ADD COLUMN IF NOT EXISTS ${sql.id(column)} text`.execute(db);
 }
@@ -64,6 +71,7 @@ export type CheckpointRow = {
   updated_at: Date | string;
   failed_stream: string | null;
   variant: string | null;
+  event_id: string | null;
 };
 
 const toCheckpoint = (r: CheckpointRow): Checkpoint => ({
@@ -79,6 +87,7 @@ const toCheckpoint = (r: CheckpointRow): Checkpoint => ({
   failedPosition: r.failed_position === null || r.failed_position === undefined ? null : BigInt(r.failed_position),
   failedStream: r.failed_stream ?? null,
   updatedAt: r.updated_at instanceof Date ? r.updated_at : new Date(r.updated_at),
+  eventId: r.event_id ?? null,
 });
 
 export async function readCheckpoints(db: QueryExecutorProvider, schema: string): Promise<Map<string, Checkpoint>> {
@@ -187,23 +196,28 @@ export const NO_LAG: Lag = { eventsBehind: 0, newestRecordedAt: null };
 /** The age of `recordedAt` in seconds on the database's clock (0 for none). */
 const secondsSince = (recordedAt: Date | null) => sql`GREATEST(0, COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - ${recordedAt}::timestamptz)::float8, 0))`;
 
+/** A checkpoint moving from `from` to `to`, the position of the event `eventId` (null: not known). */
+export interface CheckpointMove {
+  projection: Builder;
+  from: bigint;
+  to: bigint;
+  eventId: string | null;
+}
+
 /**
  * Moves each projection's checkpoint from `from` to `to` at the end of the batch transaction, in one
  * statement; false unless every one moved (another transaction moved or stopped one of them meanwhile,
  * or another version's rebuild took its read model over): the caller rolls back the whole batch and
  * reads the checkpoints again.
  */
-export async function moveCheckpoints(
-  trx: QueryExecutorProvider,
-  schema: string,
-  moves: readonly { projection: Builder; from: bigint; to: bigint }[],
-  lag: Lag,
-): Promise<boolean> {
+export async function moveCheckpoints(trx: QueryExecutorProvider, schema: string, moves: readonly CheckpointMove[], lag: Lag): Promise<boolean> {
   if (moves.length === 0) return true;
   const { rows } = await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} c
-    SET position = m.to_position, events_behind = ${lag.eventsBehind}, seconds_behind = ${secondsSince(lag.newestRecordedAt)}, updated_at = now()
-    FROM unnest(${builderArrays(moves.map((m) => m.projection))}, ${moves.map((m) => m.from.toString())}::bigint[], ${moves.map((m) => m.to.toString())}::bigint[])
-      AS m(name, version, variant, from_position, to_position)
+    SET position = m.to_position, event_id = m.event_id, events_behind = ${lag.eventsBehind}, seconds_behind = ${secondsSince(lag.newestRecordedAt)},
+        updated_at = now()
+    FROM unnest(${builderArrays(moves.map((m) => m.projection))}, ${moves.map((m) => m.from.toString())}::bigint[], ${moves.map((m) => m.to.toString())}::bigint[],
+                ${moves.map((m) => m.eventId)}::text[])
+      AS m(name, version, variant, from_position, to_position, event_id)
     WHERE c.name = m.name AND c.position = m.from_position AND c.state IN ('running', 'rebuilding') AND ${builtHere}
     RETURNING c.name`.execute(trx);
   return rows.length === moves.length;
@@ -214,10 +228,18 @@ export async function moveCheckpoints(
  * change, so no batch transaction, one statement for all of them. Never moves a checkpoint back, nor
  * one of a read model another version built.
  */
-export async function skipAhead(db: QueryExecutorProvider, schema: string, projections: readonly Builder[], position: bigint, lag: Lag): Promise<void> {
+export async function skipAhead(
+  db: QueryExecutorProvider,
+  schema: string,
+  projections: readonly Builder[],
+  to: { position: bigint; eventId: string | null },
+  lag: Lag,
+): Promise<void> {
   if (projections.length === 0) return;
+  const position = to.position.toString();
   await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} c
-    SET position = GREATEST(c.position, ${position.toString()}::bigint), events_behind = ${lag.eventsBehind},
+    SET position = GREATEST(c.position, ${position}::bigint),
+        event_id = CASE WHEN c.position < ${position}::bigint THEN ${to.eventId}::text ELSE c.event_id END, events_behind = ${lag.eventsBehind},
         seconds_behind = ${secondsSince(lag.newestRecordedAt)}, updated_at = now()
     FROM unnest(${builderArrays(projections)}) AS m(name, version, variant)
     WHERE c.name = m.name AND c.state IN ('running', 'rebuilding') AND ${builtHere}`.execute(db);
@@ -244,37 +266,86 @@ export interface CheckpointAhead {
   projection: string;
   /** The live checkpoint. */
   position: bigint;
-  /** The store's last event when it was found past it. */
+  /** The store's last event when it was found past it (0 where it was not read: a checkpoint naming another event than the store's). */
   head: bigint;
 }
 
 /**
- * The checkpoints of `names` past the store's last event. The head is read after the checkpoints: a
- * projection only applies events already final, so a checkpoint being written meanwhile is never
- * above it.
+ * A live checkpoint that names an event the store does not hold: the read models took in a history
+ * the store no longer has (restored from an older backup while the read models were not, or its end
+ * cut, or a checkpoint edited). `past`: beyond the store's last event; `missing`: the store has events
+ * after it, written since, but none at its position; `other`: another event at its position than the
+ * one the projection applied there (positions handed out again, by a server whose transaction counter
+ * was moved, or by another engine's store).
  */
-export async function checkpointsPastTheStore(
-  db: QueryExecutorProvider,
-  schema: string,
-  store: Pick<EventStore, 'headPosition'>,
-  names: readonly string[],
-): Promise<CheckpointAhead[]> {
-  const checkpoints = await readCheckpoints(db, schema);
-  const head = await store.headPosition();
-  return names.flatMap((projection) => {
-    const position = checkpoints.get(projection)?.position ?? 0n;
-    return position > head ? [{ projection, position, head }] : [];
-  });
+export interface CheckpointOffTheStore extends CheckpointAhead {
+  kind: 'past' | 'missing' | 'other';
 }
 
 /**
- * A projection whose checkpoint is past the store's last event fails with `error`, at that position and
- * on no event (there is none to name): a resume or a skip does not fit it, a rebuild does.
+ * The checkpoints of `names` (as read now, or `read`) that name events the store does not hold. With
+ * `eventIdsAt`, one index probe per distinct position: the event there must exist and be the one the
+ * checkpoint recorded (by position alone where it recorded none); the head is read only when one is
+ * missing, to tell past the end from a gap. Without it, against the head: read after the checkpoints,
+ * as a projection only applies events already final, so a checkpoint being written meanwhile is never
+ * above it.
  */
-export async function markAheadOfStore(db: QueryExecutorProvider, schema: string, name: string, error: string): Promise<void> {
-  await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)}
+export async function checkpointsOffTheStore(
+  db: QueryExecutorProvider,
+  schema: string,
+  store: Pick<EventStore, 'headPosition' | 'eventIdsAt'>,
+  names: readonly string[],
+  read?: ReadonlyMap<string, Checkpoint>,
+): Promise<CheckpointOffTheStore[]> {
+  const checkpoints = read ?? (await readCheckpoints(db, schema));
+  const named = names.flatMap((name) => {
+    const checkpoint = checkpoints.get(name);
+    return checkpoint && checkpoint.position > 0n ? [checkpoint] : [];
+  });
+  if (named.length === 0) return [];
+  const found = store.eventIdsAt ? await store.eventIdsAt([...new Set(named.map((c) => c.position))]) : undefined;
+  const gone = found ? named.filter((c) => !found.has(c.position)) : named;
+  const head = gone.length > 0 ? await store.headPosition() : 0n;
+  return named.flatMap((c): CheckpointOffTheStore[] => {
+    const at = { projection: c.name, position: c.position, head };
+    if (!found) return c.position > head ? [{ ...at, kind: 'past' }] : [];
+    const id = found.get(c.position);
+    if (id === undefined) return [{ ...at, kind: c.position > head ? 'past' : 'missing' }];
+    return c.eventId !== null && c.eventId !== id ? [{ ...at, kind: 'other' }] : [];
+  });
+}
+
+/** What a checkpoint off the store means, and what to do: the read models hold what the store does not. */
+export const offTheStoreBecause = (off: CheckpointOffTheStore): string => {
+  const what = {
+    past:
+      `its checkpoint (position ${off.position}) is past the event store's last event (${off.head}): events were cut from the store, or it was restored ` +
+      'from an older backup while the read models were not, and new events would be skipped.',
+    missing:
+      `its checkpoint (position ${off.position}) names an event the event store does not hold, though it has events after it: it was restored ` +
+      'from an older backup while the read models were not, and written since; the read models hold records and changes the store does not.',
+    other:
+      `the event at its checkpoint's position (${off.position}) is not the one it applied there: the event store was restored from another ` +
+      'point in time (or another store put in its place) while the read models were not; the read models hold records and changes the store does not.',
+  }[off.kind];
+  return (
+    `${what} Check the hash chains against the anchors kept outside the database (crm verify --chain --anchors-file <file>), ` +
+    'then rebuild the read models from the events (crm rebuild).'
+  );
+};
+
+/**
+ * A projection whose checkpoint names an event the store does not hold (`checkpointsOffTheStore`) fails
+ * with `error`, at that position and on no event (there is none to name): a resume or a skip does not
+ * fit it, a rebuild does. Only while the checkpoint is still at `found.position`: one a rebuild swapped
+ * in meanwhile is left alone. Returns whether it failed it.
+ */
+export async function markAheadOfStore(db: QueryExecutorProvider, schema: string, found: CheckpointAhead, error: string): Promise<boolean> {
+  const { rows } = await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)}
     SET state = 'failed', last_error = ${error}, failed_event_id = NULL, failed_position = position, failed_stream = NULL, updated_at = now()
-    WHERE name = ${name}`.execute(db);
+    WHERE name = ${found.projection} AND position = ${found.position.toString()}::bigint
+    RETURNING name`.execute(db);
+  return rows.length > 0;
 }
 
 export async function setState(db: QueryExecutorProvider, schema: string, name: string, state: ProjectionState): Promise<void> {

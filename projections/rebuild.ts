@@ -9,7 +9,7 @@ import { ReadModelsHeld, RebuildShadowLost } from './errors.ts';
 import { isLockNotGranted, sessionsHolding } from './lock-holders.ts';
 import {
   CHECKPOINT_TABLE,
-  checkpointsPastTheStore,
+  checkpointsOffTheStore,
   migrateCheckpoints,
   NO_LAG,
   migrateProjections,
@@ -202,9 +202,10 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
       shadow,
       selected.flatMap((p) => p.tables),
     );
-    // The swap would wait for the shadow to reach a position that does not exist. Read outside the
-    // swap's transaction, which on PGlite holds the one connection the store's read would wait for.
-    const ahead = await checkpointsPastTheStore(db, schema, options.store, names);
+    // The swap would wait for the shadow to reach a position that does not exist (or one in a history
+    // the store no longer has). Read outside the swap's transaction, which on PGlite holds the one
+    // connection the store's read would wait for.
+    const ahead = await checkpointsOffTheStore(db, schema, options.store, names);
     const pastTheStore = new Set(ahead.map((a) => a.projection));
     const attempts = options.maxSwapAttempts ?? 20;
     /** Swaps rolled back because the shadow was behind (or a deadlock): a lock not granted is bounded by time instead. */
@@ -479,9 +480,10 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
         sql`ALTER TABLE ${sql.id(shadow, table)} SET SCHEMA ${sql.id(schema)}`,
       ]);
       await executeStatements(trx, moves, options.concurrent === true);
-      await sql`INSERT INTO ${sql.id(schema, CHECKPOINT_TABLE)} (name, version, variant, position, state)
-          VALUES (${p.name}, ${p.version}, ${p.variant ?? null}, ${cp.position.toString()}::bigint, 'running')
-          ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, variant = EXCLUDED.variant, position = EXCLUDED.position, state = 'running',
+      await sql`INSERT INTO ${sql.id(schema, CHECKPOINT_TABLE)} (name, version, variant, position, event_id, state)
+          VALUES (${p.name}, ${p.version}, ${p.variant ?? null}, ${cp.position.toString()}::bigint, ${cp.eventId}, 'running')
+          ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, variant = EXCLUDED.variant, position = EXCLUDED.position,
+            event_id = EXCLUDED.event_id, state = 'running',
             last_error = NULL, failed_event_id = NULL, failed_position = NULL, failed_stream = NULL, events_behind = 0, seconds_behind = 0, updated_at = now()`.execute(
         trx,
       );

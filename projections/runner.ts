@@ -5,6 +5,7 @@ import {
   applyBatch,
   applyTogether,
   decodeBatch,
+  eventIdAt,
   matchesFilter,
   SharedBatchFenced,
   type ApplyOutcome,
@@ -14,7 +15,7 @@ import {
 } from './apply-batch.ts';
 import { claimFeedEngine } from './feed-engine.ts';
 import {
-  checkpointsPastTheStore,
+  checkpointsOffTheStore,
   clearFailure,
   builtOtherwise,
   awaitingRebuildBecause,
@@ -24,6 +25,7 @@ import {
   ensureCheckpoint,
   markAheadOfStore,
   migrateCheckpoints,
+  offTheStoreBecause,
   readCheckpoints,
   skipAhead,
   type Checkpoint,
@@ -237,7 +239,7 @@ export class ProjectionRunner {
     }
     this.started = true;
     await this.reloadCheckpoints();
-    await this.failCheckpointsAhead();
+    await this.failCheckpointsOffTheStore();
     this.running = true;
     this.subscribe();
     this.watchdog = setInterval(() => void this.watch(), this.options.watchdogMs ?? 1_000);
@@ -245,36 +247,36 @@ export class ProjectionRunner {
   }
 
   /**
-   * A checkpoint past the store's last event names events the store does not hold: they were cut from
-   * its end, or the store was restored from an older backup while the read models were not. Followed
-   * from there, the projection would skip every new event below its checkpoint (on PostgreSQL positions
-   * come from transaction ids, which a restored cluster hands out again) and report nothing behind. It
-   * fails instead, saying what to do. Returns how many it failed.
+   * A checkpoint that names an event the store does not hold (past its last event, at a position where
+   * it has none, or where it has another event) stands in a history the store no longer has: events were
+   * cut from its end, or the store was restored from an older backup while the read models were not.
+   * Followed from there, the projection would skip every new event below its checkpoint (on PostgreSQL
+   * positions come from transaction ids, which a restored cluster hands out again), or go on from a
+   * read model holding records the store does not, and report nothing wrong. It fails instead, saying
+   * what to do. Returns how many it failed.
    */
-  private async failCheckpointsAhead(): Promise<number> {
+  private async failCheckpointsOffTheStore(): Promise<number> {
     const { db, schema, store, projections } = this.options;
-    const ahead = await checkpointsPastTheStore(
-      db,
-      schema,
-      store,
-      projections.map((p) => p.name),
-    );
+    // Read here, not taken from the watchdog's read: a rebuild may have swapped a checkpoint in since.
+    const read = await readCheckpoints(db, schema);
+    // Not one stopped in the table meanwhile (the watchdog picks that up): its own failure stays as it is.
+    const stopped = (name: string) => ['failed', 'stopped'].includes(read.get(name)?.state ?? 'running');
+    const running = projections.filter((p) => !this.failed.has(p.name) && !stopped(p.name)).map((p) => p.name);
+    const off = await checkpointsOffTheStore(db, schema, store, running, read);
     let failed = 0;
-    for (const { projection, position, head } of ahead) {
-      if (this.failed.has(projection)) continue;
+    for (const found of off) {
+      if (!(await markAheadOfStore(db, schema, found, offTheStoreBecause(found)))) continue;
       failed += 1;
-      const error =
-        `its checkpoint (position ${position}) is past the event store's last event (${head}): events were cut from the store, or it was restored ` +
-        'from an older backup while the read models were not, and new events would be skipped. Check the hash chains against the anchors ' +
-        'kept outside the database (crm verify --chain --anchors-file <file>), then rebuild the read models from the events (crm rebuild).';
-      await markAheadOfStore(db, schema, projection, error);
-      this.failed.add(projection);
+      this.failed.add(found.projection);
       this.options.log?.(
-        "projection checkpoint past the event store's last event; not following the feed",
+        found.kind === 'past'
+          ? "projection checkpoint past the event store's last event; not following the feed"
+          : 'projection checkpoint names an event the event store does not hold (restored beside newer read models); not following the feed',
         {
-          projection,
-          position: position.toString(),
-          head: head.toString(),
+          projection: found.projection,
+          position: found.position.toString(),
+          head: found.head.toString(),
+          kind: found.kind,
         },
         'error',
       );
@@ -581,10 +583,15 @@ export class ProjectionRunner {
       const now = performance.now();
       const stallMs = this.options.stallMs ?? 5_000;
       let restart: string | undefined;
-      // The store lost events under a running server (restored from an older backup, its tail cut): checked
-      // again with the reads in order (the two above ran side by side), then failed as at start.
-      const past = this.options.projections.some((p) => !this.failed.has(p.name) && (checkpoints.get(p.name)?.position ?? 0n) > head);
-      if (past && (await this.failCheckpointsAhead()) > 0) restart = "a checkpoint is past the event store's last event";
+      // The store lost events under a running server (restored from an older backup, its tail cut): each
+      // checkpoint's event looked up (one index probe), or, where the engine cannot look events up, the
+      // checkpoints against the head; what looks off is checked again from a fresh read and failed as at start.
+      const { db, schema, store } = this.options;
+      const running = this.options.projections.filter((p) => !this.failed.has(p.name)).map((p) => p.name);
+      const suspect = store.eventIdsAt
+        ? (await checkpointsOffTheStore(db, schema, store, running, checkpoints)).length > 0
+        : running.some((name) => (checkpoints.get(name)?.position ?? 0n) > head);
+      if (suspect && (await this.failCheckpointsOffTheStore()) > 0) restart = 'a checkpoint names an event the event store does not hold';
       for (const p of this.options.projections) {
         const cp = checkpoints.get(p.name);
         if (!cp) continue;
@@ -678,6 +685,7 @@ export class ProjectionRunner {
     const wants = (p: Projection) => items.some((i) => i.recorded.position > (this.positions.get(p.name) ?? 0n) && matchesFilter(p.filter, i.recorded));
     const idle = active.filter((p) => !wants(p));
     const busy = active.filter(wants);
+    const end = { position: endPosition, eventId: eventIdAt(items, endPosition) };
     const skip = async () => {
       if (idle.length === 0) return;
       let moved: readonly Projection[] = idle;
@@ -691,13 +699,13 @@ export class ProjectionRunner {
             ),
           );
           const kept = idle.filter((p) => held.has(p.name));
-          await skipAhead(trx, this.options.schema, kept, endPosition, lag);
+          await skipAhead(trx, this.options.schema, kept, end, lag);
           return kept;
         });
       } else {
         await this.options.db.transaction().execute(async (trx) => {
           await relaxDurability(trx);
-          await skipAhead(trx, this.options.schema, idle, endPosition, lag);
+          await skipAhead(trx, this.options.schema, idle, end, lag);
         });
       }
       for (const p of moved) this.positions.set(p.name, endPosition);

@@ -131,7 +131,8 @@ export async function skipPoisonEvent(request: SkipRequest): Promise<ProjectionS
   ]);
   // Only the failure the operator named: a projection retried and failed elsewhere meanwhile stays failed.
   await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)}
-    SET position = GREATEST(position, ${position.toString()}::bigint), state = 'running', last_error = NULL,
+    SET position = GREATEST(position, ${position.toString()}::bigint),
+        event_id = CASE WHEN position < ${position.toString()}::bigint THEN failed_event_id ELSE event_id END, state = 'running', last_error = NULL,
         failed_event_id = NULL, failed_position = NULL, failed_stream = NULL, updated_at = now()
     WHERE name = ${projection} AND state = 'failed' AND failed_position = ${position.toString()}::bigint`.execute(db);
   return {

@@ -1,6 +1,6 @@
 import type { QueryExecutorProvider } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
-import { readCheckpoints, type Checkpoint, type ProjectionState } from './checkpoints.ts';
+import { checkpointsOffTheStore, offTheStoreBecause, readCheckpoints, type Checkpoint, type ProjectionState } from './checkpoints.ts';
 import { databaseNow, isMissingTable } from '../shared/sql.ts';
 import { ReadModelStopped, ReadModelTimeout } from './errors.ts';
 import { readLeaseHolders } from './leases.ts';
@@ -41,6 +41,12 @@ export interface ProjectionStatus {
   owner: string | null;
   /** When that lease runs out unless renewed. */
   leaseExpiresAt: Date | null;
+  /**
+   * Why its checkpoint names an event the store does not hold (`checkpointsOffTheStore`: restored from
+   * an older backup beside newer read models), whatever its state; null when it does, or when that could
+   * not be read in time.
+   */
+  offTheStore: string | null;
 }
 
 /**
@@ -135,6 +141,20 @@ export async function readProjectionStatus(
     databaseNow(db),
   ]);
   const selected = [...checkpoints.values()].filter((cp) => !names || names.includes(cp.name));
+  // Looked up after the checkpoints were read (a checkpoint's event is final by then), bounded like the lag reads.
+  const off = new Map(
+    (
+      (await boundedRead(
+        checkpointsOffTheStore(
+          db,
+          schema,
+          store,
+          selected.map((cp) => cp.name),
+          checkpoints,
+        ),
+      )) ?? []
+    ).map((o) => [o.projection, offTheStoreBecause(o)]),
+  );
   // Past the bound the age is taken from the checkpoint's last move instead.
   const oldestAfter = oncePerPosition((position) =>
     boundedRead(store.readAll({ fromPosition: position, maxCount: 1 }).then((events) => events[0]?.recordedAt)),
@@ -171,6 +191,7 @@ export async function readProjectionStatus(
         secondsSinceUpdate,
         owner: holders.get(cp.name)?.owner ?? null,
         leaseExpiresAt: holders.get(cp.name)?.expiresAt ?? null,
+        offTheStore: off.get(cp.name) ?? null,
       };
     }),
   );

@@ -174,8 +174,20 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
     // no command: they start by themselves (crm projections cannot run beside an embedded server anyway).
     const starting = statuses.filter((p) => p.state === 'starting');
     if (starting.length) reasons.push(`projections have not started: ${starting[0]!.lastError ?? 'they start by themselves'}`);
+    // Checkpoints in a history the store does not have (events restored from an older backup beside newer
+    // read models): the read side is wrong as a whole, serving records the store does not hold, unlike a
+    // poison event that stops one read model. Not ready, with what to do.
+    const offTheStore = statuses.filter((p) => p.offTheStore);
+    if (offTheStore.length > 0)
+      reasons.push(
+        `the read models do not match the event store: the checkpoints of ${offTheStore.map((p) => p.name).join(', ')} name events it does not hold ` +
+          '(the store was restored from an older backup while the read models were not), so reads answer with records and changes the store does not have. ' +
+          'Check the hash chains (crm verify --chain --anchors-file <file>), then rebuild the read models from the events (crm rebuild)' +
+          (detailed ? `. ${offTheStore[0]!.name}: ${offTheStore[0]!.offTheStore}` : ''),
+      );
     const warnings: string[] = [];
     for (const p of statuses) {
+      if (p.offTheStore) continue;
       // Not the operator's fault in the read model: this process is the one to stop (every replica of it alike).
       if (p.state === 'superseded') reasons.push(`projection ${p.name} is superseded: ${p.lastError ?? 'another version of the CRM rebuilt its read model'}`);
       // Stopped in the shared read model (a poison event): every replica reads the same one, so not-ready

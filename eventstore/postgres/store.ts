@@ -533,6 +533,20 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     }
   };
 
+  /** By the primary key: one index probe per position. */
+  const eventIdsAt = async (positions: readonly bigint[]): Promise<Map<bigint, string>> => {
+    assertOpen();
+    if (positions.length === 0) return new Map();
+    try {
+      const result = await sql<{ position: string; id: string }>`
+        SELECT position::text AS position, event_id::text AS id FROM ${s}.events
+        WHERE position = ANY(${positions.map(String)}::bigint[])`.execute(db);
+      return new Map(result.rows.map((r) => [BigInt(r.position), r.id]));
+    } catch (error) {
+      throw mapError(error);
+    }
+  };
+
   const committedHeadPosition = async (): Promise<bigint> => {
     assertOpen();
     try {
@@ -653,6 +667,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     headPosition,
     committedHeadPosition,
     countEvents,
+    eventIdsAt,
     heldBack,
     async close() {
       if (closed) return;
