@@ -138,6 +138,18 @@ export function chainsNextSteps(result: Pick<ChainsVerification, 'ok' | 'firstBr
         : []),
     ];
   }
+  if (broken?.restoredAfter !== undefined) {
+    return [
+      `The anchors after position ${broken.restoredAfter} are not on the chain, no event is at their positions, and the events after them were recorded ` +
+        `after they were taken: the store was restored to a point before them (or its events after ${broken.restoredAfter} were cut) and has been ` +
+        'written since. Nothing the store holds was found altered, but the history those anchors cover is gone from it.',
+      'If the restore was deliberate: what was recorded after the backup is lost here (forgets, revoked keys and new records included: see README ' +
+        `"Backup and restore"); keep the anchors after ${broken.restoredAfter} as the record of that history, move them out of the anchors file ` +
+        'you verify against, then run `crm verify --chain` again.',
+      `If no one restored it: the events after ${broken.restoredAfter} were deleted behind the CRM and new ones written; find who could write to the ` +
+        'database, and restore the events from a backup that holds them (`crm verify --chain --anchors-file <your anchors>` tells one that does).',
+    ];
+  }
   if (broken?.endsAt !== undefined) {
     return [
       `The events end at position ${broken.endsAt}, before an anchor you kept (${broken.position}): what was recorded after ${broken.endsAt} is not in this store. ` +

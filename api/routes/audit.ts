@@ -110,8 +110,11 @@ const AuditPage = z.object({ items: z.array(AuditEventSchema), nextCursor: z.str
 const MAX_ANCHORS = 1000;
 const AnchorText = z
   .string()
-  .max(100)
-  .refine((text) => parseChainAnchor(text) !== undefined, 'an anchor `<position>:<64 hex digits>`, as a chains verification reports `headAnchor`');
+  .max(120)
+  .refine(
+    (text) => parseChainAnchor(text) !== undefined,
+    'an anchor `<position>:<64 hex digits>`, as a chains verification reports `headAnchor`, optionally followed by the ISO 8601 time it was taken',
+  );
 
 const VerifyBody = z
   .strictObject({
@@ -369,7 +372,10 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
           'The chains alone cannot catch someone who can write to the database and re-hashes them after an edit. ' +
           'A finished chains job reports `result.headAnchor` (`<position>:<hash>`, the global chain head): keep it outside the database ' +
           'and give it back in `anchors`; the job then reports each anchor in `result.global.anchors` (`matched`, `status`) and fails ' +
-          'when one is not on the chain as it stands. A request joins the job of its kind already running with the same anchors; ' +
+          'when one is not on the chain as it stands. Given with the time it was taken (`<position>:<hash> <ISO 8601 time>`, as `crm verify --chain ' +
+          '--anchors-file` keeps it), an anchor at a position the store holds no event at, with events after it recorded later than that, is reported ' +
+          "as history lost to a restore written over since (`result.firstBroken.restoredAfter`: the last position the store's history keeps), " +
+          'not as a rewrite; the job still fails. A request joins the job of its kind already running with the same anchors; ' +
           'while one runs with other anchors it is a 409 naming it.',
         body: VerifyBody,
         response: {

@@ -37,6 +37,13 @@ export interface GlobalBrokenLink {
   reason: string;
   /** Set when the chain ends (its last seal) before an anchor: events recorded after it are missing, not changed. */
   endsAt?: bigint;
+  /**
+   * Set when the store was restored to an earlier point (or its events after this position cut) and
+   * written since: the anchors after this position name history it no longer holds, and the events
+   * after them were recorded after those anchors were taken. Nothing it holds was found altered, but
+   * the anchored history is gone: still a failed check.
+   */
+  restoredAfter?: bigint;
 }
 
 /**
@@ -50,16 +57,30 @@ export interface ChainAnchor {
   position: bigint;
   /** The global hash sealed at `position`, hex. */
   globalHash: string;
+  /**
+   * When it was taken, where known (an anchors file keeps it beside each anchor): an anchor no longer
+   * on the chain, with events after its position recorded later than this, is history lost to a restore
+   * written over since, not a chain rewritten under it (`verifyGlobalChain`).
+   */
+  takenAt?: Date;
 }
 
-/** `<position>:<64 hex digits>`, as `crm verify --chain` prints the head; undefined when malformed. */
+/**
+ * `<position>:<64 hex digits>`, as `crm verify --chain` prints the head, optionally followed by the ISO
+ * 8601 time it was taken, as `--anchors-file` writes it; undefined when malformed.
+ */
 export const parseChainAnchor = (text: string): ChainAnchor | undefined => {
-  const match = /^(\d{1,19}):([0-9a-f]{64})$/i.exec(text.trim());
+  const match = /^(\d{1,19}):([0-9a-f]{64})(?:\s+(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})))?$/i.exec(text.trim());
   if (!match || BigInt(match[1]!) > MAX_GLOBAL_POSITION) return undefined;
-  return { position: BigInt(match[1]!), globalHash: match[2]!.toLowerCase() };
+  const anchor: ChainAnchor = { position: BigInt(match[1]!), globalHash: match[2]!.toLowerCase() };
+  if (match[3] === undefined) return anchor;
+  const takenAt = new Date(match[3]);
+  return Number.isNaN(takenAt.getTime()) ? undefined : { ...anchor, takenAt };
 };
 
-export const formatChainAnchor = (anchor: ChainAnchor): string => `${anchor.position}:${anchor.globalHash}`;
+/** As `parseChainAnchor` reads it back: with the time it was taken where known. */
+export const formatChainAnchor = (anchor: ChainAnchor): string =>
+  `${anchor.position}:${anchor.globalHash}${anchor.takenAt ? ` ${anchor.takenAt.toISOString()}` : ''}`;
 
 /** What the check found for one anchor given to it. */
 export interface AnchorCheck {
@@ -105,6 +126,7 @@ export interface ChainsVerification {
     position: bigint | null;
     reason: string;
     endsAt?: bigint;
+    restoredAfter?: bigint;
   };
 }
 
@@ -467,9 +489,75 @@ export async function verifyGlobalChain(
     const ended = broken(missing, null, null, `the store's events end at position ${end}, before this anchor: the events recorded after ${end} are missing`);
     return { ...ended, firstBroken: { ...ended.firstBroken!, endsAt: end } };
   }
-  if (missing !== undefined) return broken(missing, null, null, "no seal at the anchor's position: the chain was truncated or rewritten");
+  if (missing !== undefined) {
+    const lost = await historyLostToRestore(database, schema, given, missing, [...anchors.keys()], [...sealedAtAnchor.keys()]);
+    if (!lost) {
+      return broken(
+        missing,
+        null,
+        null,
+        "no seal at the anchor's position: the chain was truncated or rewritten (an anchor given with the time it was taken, as --anchors-file keeps it, " +
+          'tells a restore written over since from a rewrite)',
+      );
+    }
+    const restored = broken(
+      missing,
+      null,
+      null,
+      `no event at the anchor's position, and the events after it were recorded after the anchor was taken (from ${lost.nextRecordedAt.toISOString()}, ` +
+        `position ${lost.next}): the store was restored to an earlier point (or its events after position ${lost.after} were cut) and has been ` +
+        `written since; the anchors after position ${lost.after} are from the history it lost`,
+    );
+    return { ...restored, firstBroken: { ...restored.firstBroken!, restoredAfter: lost.after } };
+  }
   const head = last && previous ? { position: last.position, globalHash: Buffer.from(previous).toString('hex') } : null;
   return { ok: true, checked, head, ...anchorOutcome(), sealedThrough, unsealed };
+}
+
+/**
+ * Whether the anchors the walk did not meet name history the store lost to a restore (or a cut of its
+ * tail) and was written over since, rather than a chain rewritten under them: each was given with the
+ * time it was taken, no event is at its position, and the first event after its position was recorded
+ * later than it was taken; no anchor after the first of them was met. Returns where the history it
+ * still holds ends (its last seal before them) and the first event written since, or undefined.
+ *
+ * What it cannot tell: the tail deleted on purpose and new events written after. That is still a failed
+ * check naming the lost anchors; only an event changed in place, or one missing from the history that
+ * was there when an anchor was taken, is called a rewrite.
+ */
+async function historyLostToRestore(
+  database: SqlDatabase,
+  schema: string,
+  given: readonly ChainAnchor[],
+  first: bigint,
+  unmet: readonly bigint[],
+  met: readonly bigint[],
+): Promise<{ after: bigint; next: bigint; nextRecordedAt: Date } | undefined> {
+  if (met.some((position) => position > first)) return undefined;
+  const takenAt = new Map<bigint, number>();
+  for (const position of unmet) {
+    const times = given.filter((a) => a.position === position).map((a) => a.takenAt?.getTime());
+    if (times.some((t) => t === undefined)) return undefined;
+    takenAt.set(position, Math.max(...(times as number[])));
+  }
+  const { rows } = await sql<{ position: string; held: boolean; next: string | null; next_recorded_ms: number | null }>`
+    SELECT u.position::text AS position,
+           EXISTS (SELECT 1 FROM ${eventsTable(schema)} e WHERE e.position = u.position) AS held,
+           n.position::text AS next, (extract(epoch from n.recorded_at) * 1000)::float8 AS next_recorded_ms
+      FROM unnest(${unmet.map(String)}::bigint[]) AS u(position)
+      LEFT JOIN LATERAL (SELECT e.position, e.recorded_at FROM ${eventsTable(schema)} e WHERE e.position > u.position ORDER BY e.position LIMIT 1) n ON true`.execute(
+    database.db,
+  );
+  for (const row of rows) {
+    if (row.held) return undefined;
+    // None after it: the store ends before it, which says nothing against a restore.
+    if (row.next_recorded_ms !== null && row.next_recorded_ms <= takenAt.get(BigInt(row.position))!) return undefined;
+  }
+  const firstRow = rows.find((r) => BigInt(r.position) === first);
+  if (firstRow?.next == null || firstRow.next_recorded_ms === null) return undefined;
+  const { rows: kept } = await sql<{ position: string | null }>`
+    SELECT max(s.position)::text AS position FROM ${sealsTable(schema)} s WHERE s.position < ${first.toString()}::bigint`.execute(database.db);
+  return { after: BigInt(kept[0]?.position ?? '0'), next: BigInt(firstRow.next), nextRecordedAt: new Date(firstRow.next_recorded_ms) };
 }
 
 /** Recomputes the stream chains and the global chain; names the first broken link. */

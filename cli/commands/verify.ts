@@ -42,7 +42,9 @@ async function anchorsOf(run: CommandRun): Promise<{ anchors: ChainAnchor[]; fil
     });
   }
   const anchors = texts.map((text) => {
-    const anchor = parseChainAnchor(text.split(/\s/)[0] ?? '');
+    // With the time the file keeps beside it, when the line has one (anything else after it is a note).
+    const [anchorText = '', taken = ''] = text.trim().split(/\s+/);
+    const anchor = parseChainAnchor(`${anchorText} ${taken}`) ?? parseChainAnchor(anchorText);
     if (!anchor) throw new UsageError(`${JSON.stringify(text)} is not an anchor: write <position>:<64 hex digits>, as crm verify --chain prints the head`);
     return anchor;
   });
@@ -94,14 +96,21 @@ async function verifyChains(runtime: CrmRuntime, run: CommandRun): Promise<numbe
     return 0;
   }
   const broken = result.firstBroken;
+  // Anchored history the store no longer holds (restored to an earlier point, or its tail cut), and nothing
+  // it holds found altered: a failure of its own (exit 3), told apart from a rewrite (exit 1).
+  const lost = broken?.endsAt !== undefined || broken?.restoredAfter !== undefined;
   run.out(
-    (broken?.chain === 'keys' ? 'Customer data keys DISAGREE with the history' : `Hash chain BROKEN (${broken?.chain} chain)`) +
+    (broken?.chain === 'keys'
+      ? 'Customer data keys DISAGREE with the history'
+      : lost
+        ? `Anchored history MISSING (${broken?.chain} chain)`
+        : `Hash chain BROKEN (${broken?.chain} chain)`) +
       (broken?.stream ? ` in stream ${broken.stream}${broken.revision !== null ? ` at revision ${broken.revision}` : ''}` : '') +
       (broken?.position !== null && broken?.position !== undefined ? ` at position ${broken.position}` : '') +
       `: ${broken?.reason ?? 'see the details'}`,
   );
   printNextSteps(run, chainsNextSteps(result));
-  return 1;
+  return lost ? 3 : 1;
 }
 
 async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<number> {
@@ -182,8 +191,10 @@ With --chain, recomputes each stream's hash chain and the global chain and names
 link instead, and prints the global chain's head as an anchor (<position>:<hash>). The chains live in
 the database they protect: someone who can write to it can alter an event and re-hash everything
 after it. An anchor kept elsewhere catches that: --anchor checks one, --anchors-file checks every
-anchor in the file and adds the new head to it when the chains are intact (run it from a machine
-that does not hold the database, e.g. daily). Read-only towards the database (but for the shadow
+anchor in the file and adds the new head to it, with the time, when the chains are intact (run it
+from a machine that does not hold the database, e.g. daily). Exits 1 on a broken link, 3 when
+anchored history is missing with nothing found altered (the store restored to an earlier point, or
+its tail cut, and maybe written since). Read-only towards the database (but for the shadow
 schema of a killed rebuild or verification, which it drops first, clearing that rebuild's
 "rebuilding" marks): interrupting it changes nothing.`,
   database: { kind: 'reads' },

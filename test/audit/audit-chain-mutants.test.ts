@@ -520,6 +520,70 @@ describe('anchors: global hashes kept outside the database', () => {
     expect(chainsNextSteps({ ok: false, firstBroken: { chain: 'global', ...result.firstBroken! } }).join('\n')).not.toMatch(/remove the anchors/);
   });
 
+  it('anchors from history lost to a restore that was written over since are said to be that, not a rewrite; still a failed check', async () => {
+    // Found by a DR rehearsal: a store restored from an older backup, then written again, was called
+    // "truncated or rewritten" with the advice to restore it from a backup once more.
+    const f = await fixture();
+    const kept = { ...(await verifyGlobalChain(f.h.database, f.h.schemas.events)).head!, takenAt: new Date() };
+    const carol = `customer-${randomUUID()}`;
+    await f.h.record(carol, 'CustomerRegistered', customerRegistered(carol.slice('customer-'.length)));
+    expect(await sealAll(f.h)).toBe(1);
+    const lost = { ...(await verifyGlobalChain(f.h.database, f.h.schemas.events)).head!, takenAt: new Date() };
+    // The backup taken before Carol, restored: her event, its seal and her stream are gone.
+    const after = lost.position - 1n;
+    await sql`DELETE FROM ${f.seals} WHERE position > ${after.toString()}::bigint`.execute(f.h.database.db);
+    await sql`DELETE FROM ${f.events} WHERE position > ${after.toString()}::bigint`.execute(f.h.database.db);
+    await sql`DELETE FROM ${f.streams} WHERE stream = ${carol}`.execute(f.h.database.db);
+    await sleep(5);
+    // Written since, and sealed.
+    const dave = `customer-${randomUUID()}`;
+    await f.h.record(dave, 'CustomerRegistered', customerRegistered(dave.slice('customer-'.length)));
+    expect(await sealAll(f.h)).toBe(1);
+
+    const result = await verifyGlobalChain(f.h.database, f.h.schemas.events, { anchors: [kept, lost] });
+    expect(result).toMatchObject({
+      ok: false,
+      anchorsMatched: 1,
+      firstBroken: {
+        position: lost.position,
+        restoredAfter: kept.position,
+        reason: expect.stringContaining(
+          `the store was restored to an earlier point (or its events after position ${kept.position} were cut) and has been written since`,
+        ),
+      },
+    });
+    expect(result.anchors.map((a) => a.status)).toEqual(['matched', 'missing']);
+    const advice = chainsNextSteps({ ok: false, firstBroken: { chain: 'global', ...result.firstBroken! } }).join('\n');
+    expect(advice).toMatch(/keep the anchors after \d+ as the record of that history/);
+    expect(advice).toMatch(/If no one restored it: the events after \d+ were deleted behind the CRM/);
+    expect(advice).not.toMatch(/changed outside the CRM/);
+    // Without the time it was taken nothing tells a restore from a rewrite.
+    const bare = await verifyGlobalChain(f.h.database, f.h.schemas.events, { anchors: [{ position: lost.position, globalHash: lost.globalHash }] });
+    expect(bare.firstBroken).toMatchObject({ reason: expect.stringContaining('the chain was truncated or rewritten') });
+    expect(bare.firstBroken).not.toHaveProperty('restoredAfter');
+    // As the anchors file keeps it: the time after the anchor.
+    expect(parseChainAnchor(formatChainAnchor(lost))).toEqual(lost);
+  });
+
+  it('an anchor whose event was deleted from history that was there when it was taken stays a rewrite, the chain re-sealed after it or not', async () => {
+    const f = await fixture();
+    const positions = await allPositions(f);
+    const sealedAt = async (position: bigint) => {
+      const { rows } = await sql<{ g: string }>`SELECT encode(global_hash, 'hex') AS g FROM ${f.seals} WHERE position = ${position.toString()}::bigint`.execute(
+        f.h.database.db,
+      );
+      return { position, globalHash: rows[0]!.g };
+    };
+    // Taken now: every event after its position was recorded before it.
+    const anchor = { ...(await sealedAt(positions[3]!)), takenAt: new Date() };
+    await sql`DELETE FROM ${f.seals} WHERE position >= ${positions[3]!.toString()}::bigint`.execute(f.h.database.db);
+    await sql`DELETE FROM ${f.events} WHERE position = ${positions[3]!.toString()}::bigint`.execute(f.h.database.db);
+    expect(await sealAll(f.h)).toBe(2);
+    const result = await verifyGlobalChain(f.h.database, f.h.schemas.events, { anchors: [anchor] });
+    expect(result).toMatchObject({ ok: false, firstBroken: { position: anchor.position, reason: expect.stringContaining('truncated or rewritten') } });
+    expect(result.firstBroken).not.toHaveProperty('restoredAfter');
+  });
+
   it('two anchors for one position that disagree are said to disagree, and the one that matches counts as matched', async () => {
     // Found over HTTP with a mistyped anchor beside the right one: the right one was listed as matched,
     // the count said 0, and the reason blamed a rewritten chain.
@@ -576,8 +640,13 @@ describe('anchors: global hashes kept outside the database', () => {
     ]);
   });
 
-  it('are read as <position>:<64 hex digits>, and nothing else', () => {
+  it('are read as <position>:<64 hex digits>, optionally with the ISO 8601 time they were taken, and nothing else', () => {
     expect(parseChainAnchor(` 42:${'AB'.repeat(32)}\n`)).toEqual({ position: 42n, globalHash: 'ab'.repeat(32) });
+    expect(parseChainAnchor(`42:${'a'.repeat(64)} 2026-12-08T00:00:25.558Z`)).toEqual({
+      position: 42n,
+      globalHash: 'a'.repeat(64),
+      takenAt: new Date('2026-12-08T00:00:25.558Z'),
+    });
     expect(parseChainAnchor(`${2n ** 63n - 1n}:${'a'.repeat(64)}`)?.position).toBe(2n ** 63n - 1n);
     for (const text of [
       '',
@@ -587,6 +656,8 @@ describe('anchors: global hashes kept outside the database', () => {
       `42:${'g'.repeat(64)}`,
       `${'9'.repeat(20)}:${'a'.repeat(64)}`,
       `${2n ** 63n}:${'a'.repeat(64)}`,
+      `42:${'a'.repeat(64)} yesterday`,
+      `42:${'a'.repeat(64)} 2026-13-45T99:00:00Z`,
     ]) {
       expect(parseChainAnchor(text), text).toBeUndefined();
     }
