@@ -308,6 +308,7 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['reopen_count', 'Reopenings'],
       ['csat', 'CSAT 1-5 (latest rating)'],
       ['nps', 'NPS 0-10 given at submission'],
+      ['rated_at', 'Business time of the latest rating (kept when reopened, as csat is); null: csat given at submission, or none'],
     ],
     scoped: true,
     select: (s, r) => `SELECT feedback_id, customer_id, kind, channel, priority, status, assignee_id, submitted_at, first_response_due_at,
@@ -315,7 +316,7 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       round((resolution_seconds / 3600)::numeric, 3) AS resolution_hours,
       COALESCE(first_response_breached, false) OR (first_responded_at IS NULL AND status IN ('open', 'in_progress') AND now() > first_response_due_at) AS first_response_breached,
       COALESCE(resolution_breached, false) OR (status IN ('open', 'in_progress') AND now() > resolution_due_at) AS resolution_breached,
-      escalation_count, reopen_count, csat, nps FROM ${q(s, 'feedback')} WHERE ${scopeCondition.feedback(s, r)}`,
+      escalation_count, reopen_count, csat, nps, rated_at FROM ${q(s, 'feedback')} WHERE ${scopeCondition.feedback(s, r)}`,
   },
   {
     name: 'activities',

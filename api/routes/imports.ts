@@ -52,6 +52,7 @@ const laterCommandRoutes: Record<Exclude<ImportedCommandType, (typeof firstComma
   ResolveFeedback: ['POST', '/feedback/:id/resolve'],
   CloseFeedback: ['POST', '/feedback/:id/close'],
   RateFeedback: ['POST', '/feedback/:id/rating'],
+  ReopenFeedback: ['POST', '/feedback/:id/reopen'],
   CompleteActivity: ['POST', '/activities/:id/complete'],
 };
 

@@ -788,6 +788,9 @@ const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const closedAt = timeOf(row, 'closed_at');
   const ratedAt = timeOf(row, 'rated_at');
   const csat = numberOf(row, 'csat');
+  // Reopened since (as the export counts it): a rating dated before the item's resolution or closing, or
+  // on an item worked again, rated an earlier resolution (the export keeps it with its time).
+  const reopened = Number(numberOf(row, 'reopen_count') ?? 0) > 0;
   const nps = numberOf(row, 'nps');
   // The deadlines as the file gives them (an export's, tightened by escalations or a reopening).
   const firstResponseDueAt = timeOf(row, 'first_response_due_at');
@@ -826,6 +829,9 @@ const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
   if (named !== undefined && !(FEEDBACK_STATUSES as readonly string[]).includes(named))
     throw new RowRejected(`status: expected ${FEEDBACK_STATUSES.join(', ')}, got ${JSON.stringify(text(row, 'status'))}`);
   const status = named ?? (closedAt ? 'closed' : resolvedAt ? 'resolved' : assigneeId || respondedAt ? 'in_progress' : 'open');
+  const settledAt = resolvedAt ?? closedAt;
+  const ratedBeforeReopening =
+    ratedAt !== undefined && reopened && (settledAt === undefined || status === 'open' || status === 'in_progress' || isWellBefore(ratedAt, settledAt));
   const contradicting = (names: [string, unknown][]) => {
     const present = names.filter(([, value]) => value !== undefined).map(([name]) => name);
     if (present.length > 0) throw new RowRejected(`status: ${status}, yet the row gives ${present.join(', ')}`);
@@ -843,14 +849,16 @@ const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
       ['resolved_at', resolvedAt],
       ['closed_at', closedAt],
     ]);
-    if (!assigneeId && !respondedAt) throw new RowRejected('status: in_progress needs assignee_id or first_responded_at');
+    // Reopened after a rating, it is worked again (below) whoever took it.
+    if (!assigneeId && !respondedAt && !ratedBeforeReopening) throw new RowRejected('status: in_progress needs assignee_id or first_responded_at');
   }
   if (status === 'resolved') {
     contradicting([['closed_at', closedAt]]);
     if (!resolvedAt) throw new RowRejected('resolved_at: required when status is resolved');
   }
   if (status === 'closed' && !closedAt) throw new RowRejected('closed_at: required when status is closed');
-  if (ratedAt && status !== 'resolved' && status !== 'closed') throw new RowRejected(`rated_at: feedback is rated once resolved or closed, not ${status}`);
+  if (ratedAt && status !== 'resolved' && status !== 'closed' && !ratedBeforeReopening)
+    throw new RowRejected(`rated_at: feedback is rated once resolved or closed, not ${status}`);
   notBefore(['first_responded_at', respondedAt], ['submitted_at', submittedAt]);
   notBefore(['first_response_due_at', firstResponseDueAt], ['submitted_at', submittedAt]);
   notBefore(['resolution_due_at', resolutionDueAt], ['submitted_at', submittedAt]);
@@ -858,27 +866,46 @@ const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
   notBefore(['resolved_at', resolvedAt], ['first_responded_at', respondedAt]);
   notBefore(['closed_at', closedAt], ['submitted_at', submittedAt]);
   notBefore(['closed_at', closedAt], ['resolved_at', resolvedAt]);
-  notBefore(['rated_at', ratedAt], resolvedAt ? ['resolved_at', resolvedAt] : ['closed_at', closedAt]);
+  if (ratedBeforeReopening) notBefore(['rated_at', ratedAt], ['submitted_at', submittedAt]);
+  else notBefore(['rated_at', ratedAt], resolvedAt ? ['resolved_at', resolvedAt] : ['closed_at', closedAt]);
 
   // The later commands address the item the first creates (its id derives from that key when the file gives none).
   const target = { feedbackId: feedbackId ?? createdIdFor('SubmitFeedback', submit.key) };
   const commands = [submit];
   if (assigneeId) commands.push(withTime('AssignFeedback', { ...target, assigneeId }, submittedAt, `${submit.key}:assigned`));
+  const comment = text(row, 'rating_comment');
+  const rate = (at: string) => withTime('RateFeedback', { ...target, csat, ...(comment ? { comment } : {}) }, at, `${submit.key}:rated`);
+  /**
+   * The earlier resolution that rating was given for, the rating, and the reopening, at the rating's
+   * time (the file has no other): the rating counts in its own month, as it did where it was given,
+   * and the item is worked again (reopened once; its resolution deadline runs from then). Its
+   * resolution text is the file's where the item has no later resolution (the export writes the latest).
+   */
+  const ratedEarlier = (at: string): RowCommand[] => [
+    withTime(
+      'ResolveFeedback',
+      { ...target, resolution: (resolvedAt === undefined ? text(row, 'resolution') : undefined) ?? IMPORTED_RESOLUTION },
+      at,
+      `${submit.key}:resolved-before-rating`,
+    ),
+    rate(at),
+    withTime('ReopenFeedback', target, at, `${submit.key}:reopened-after-rating`),
+  ];
+  const answeredFirst = respondedAt !== undefined && !(ratedBeforeReopening && isWellBefore(ratedAt, respondedAt));
+  if (ratedBeforeReopening && !answeredFirst) commands.push(...ratedEarlier(ratedAt));
   if (respondedAt) {
     const message = text(row, 'first_response', 'response') ?? IMPORTED_RESPONSE;
     commands.push(
       withTime('RespondToFeedback', { ...target, message, ...(assigneeId ? { responderId: assigneeId } : {}) }, respondedAt, `${submit.key}:responded`),
     );
   }
+  if (ratedBeforeReopening && answeredFirst) commands.push(...ratedEarlier(ratedAt));
   if (resolvedAt) {
     const resolution = text(row, 'resolution') ?? IMPORTED_RESOLUTION;
     commands.push(withTime('ResolveFeedback', { ...target, resolution }, resolvedAt, `${submit.key}:resolved`));
   }
   if (closedAt) commands.push(withTime('CloseFeedback', target, closedAt, `${submit.key}:closed`));
-  if (ratedAt) {
-    const comment = text(row, 'rating_comment');
-    commands.push(withTime('RateFeedback', { ...target, csat, ...(comment ? { comment } : {}) }, ratedAt, `${submit.key}:rated`));
-  }
+  if (ratedAt && !ratedBeforeReopening) commands.push(rate(ratedAt));
   return commands;
 };
 
@@ -969,7 +996,7 @@ export const importColumns: Record<ImportKind, string> = {
   costs:
     'campaign_id, cost_id (an invoice number; optional), amount, currency (default: the base currency), description, occurred_at, allow_over_budget (default true)',
   feedback:
-    'kind, channel, subject, body, priority, csat, nps, submitted_at, first_response_due_at, resolution_due_at (default: from the priority), status (open|in_progress|resolved|closed), assignee_id, first_responded_at, first_response, resolved_at, resolution, closed_at, rated_at, rating_comment, feedback_id (optional), customer_id or customer_email',
+    'kind, channel, subject, body, priority, csat, nps, submitted_at, first_response_due_at, resolution_due_at (default: from the priority), status (open|in_progress|resolved|closed), assignee_id, first_responded_at, first_response, resolved_at, resolution, closed_at, rated_at, rating_comment, reopen_count (above 0: a rating dated before the resolution or closing, or on an item in progress, rated an earlier resolution, reopened since), feedback_id (optional), customer_id or customer_email',
   activities:
     'kind (note|call|meeting|task), subject, body, due_at (tasks), assignee_id, occurred_at, completed_at (a task done then), activity_id (optional), deal_id (on a deal) or customer_id or customer_email',
 };
@@ -1034,6 +1061,8 @@ const TIME_COLUMNS = {
   ResolveFeedback: ['resolved_at'],
   CloseFeedback: ['closed_at'],
   RateFeedback: ['rated_at'],
+  // Only after a rating of an earlier resolution, at its time.
+  ReopenFeedback: ['rated_at'],
   LogActivity: ['occurred_at', 'date'],
   CompleteActivity: ['completed_at'],
 } as const satisfies Partial<Record<CommandType, readonly string[]>>;

@@ -146,9 +146,9 @@ export function evolveFeedback(state: FeedbackState | undefined, e: ProjectedEve
       row.resolution_seconds = null;
       row.resolution_breached = null;
       row.closed_at = null;
-      // A rating is taken once per resolution: the next resolution may be rated again. The last
-      // rating's `csat` stays until then (the satisfaction figures keep every rating).
-      row.rated_at = null;
+      // The last rating stays, `csat` with its `rated_at`, until the next resolution is rated (the
+      // decider takes a rating again): the satisfaction figures count it in the month it was given
+      // (analytics/projection.ts), and every door that shows the score says when that was.
       row.reopen_count += 1;
       break;
     case 'FeedbackClosed':

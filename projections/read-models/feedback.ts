@@ -154,7 +154,9 @@ export const feedbackProjection: Projection = {
   // 2: `customer_owner_id` (visibility by the customer's owner without a join) and `feedback_customer_owners`.
   // 3: a reopened item is `in_progress`, as the decider's state (it read `open`, which no filter matched with the rules).
   // 4: a reopened item's `rated_at` is cleared, as the decider takes a rating again (the console offered none).
-  version: 4,
+  // 5: a reopened item keeps `rated_at` beside the `csat` it kept: the rating's month was lost, and ticket,
+  //    export and reporting figures by month differed from the analytics'.
+  version: 5,
   tables: ['feedback', FEEDBACK_CUSTOMER_OWNERS.table],
   filter: { streamPrefixes: ['feedback-', 'customer-'] },
   migrate,

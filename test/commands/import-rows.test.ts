@@ -282,7 +282,6 @@ describe("an export's columns imported back", () => {
       costs: [],
       feedback: [
         'escalation_count',
-        'reopen_count',
         'updated_at',
         'first_response_seconds',
         'resolution_seconds',
@@ -1442,6 +1441,36 @@ describe('feedback rows', () => {
     ]);
     // Rated after its resolution: the score is the rating's, not the submission's.
     expect(rowCommands.feedback(row)[0]!.command).not.toHaveProperty('csat');
+  });
+
+  it('brings the rating of a resolution reopened since (as the export keeps it) in at its own time, before the reopening', () => {
+    const row = { ...base, feedback_id: 'F-1', submitted_at: '1997-07-01', first_responded_at: '1997-07-02', csat: '2', rated_at: '1997-08-04' };
+    const key = keyFor('feedback', 'F-1');
+    const target = { feedbackId: 'F-1' };
+    const earlier = (resolution: string, at: string) => [
+      { command: { type: 'ResolveFeedback', ...target, resolution, occurredAt: at }, key: `${key}:resolved-before-rating` },
+      { command: { type: 'RateFeedback', ...target, csat: 2, occurredAt: at }, key: `${key}:rated` },
+      { command: { type: 'ReopenFeedback', ...target, occurredAt: at }, key: `${key}:reopened-after-rating` },
+    ];
+    // Worked again: the export's resolution is that earlier one's.
+    const inProgress = rowCommands.feedback({ ...row, status: 'in_progress', resolution: 'Sent again', reopen_count: '1' });
+    expect(inProgress.map((c) => c.command.type)).toEqual(['SubmitFeedback', 'RespondToFeedback', 'ResolveFeedback', 'RateFeedback', 'ReopenFeedback']);
+    expect(inProgress.slice(2)).toStrictEqual(earlier('Sent again', '1997-08-04T00:00:00.000Z'));
+    // The score is the rating's, not the submission's.
+    expect(inProgress[0]!.command).not.toHaveProperty('csat');
+    // Resolved again since, and not yet rated again: the file's resolution is the later one.
+    const resolvedAgain = rowCommands.feedback({ ...row, resolved_at: '1997-09-01', resolution: 'Refunded', reopen_count: '1' });
+    expect(resolvedAgain.slice(2, 5)).toStrictEqual(earlier(IMPORTED_RESOLUTION, '1997-08-04T00:00:00.000Z'));
+    expect(resolvedAgain.slice(5).map((c) => c.command)).toStrictEqual([
+      { type: 'ResolveFeedback', ...target, resolution: 'Refunded', occurredAt: '1997-09-01T00:00:00.000Z' },
+    ]);
+    // Rated before its first response (resolved without one): the response comes after the reopening.
+    const answeredLater = rowCommands.feedback({ ...row, first_responded_at: '1997-08-10', status: 'in_progress', reopen_count: '2' });
+    expect(answeredLater.map((c) => c.command.type)).toEqual(['SubmitFeedback', 'ResolveFeedback', 'RateFeedback', 'ReopenFeedback', 'RespondToFeedback']);
+    // Without a reopening the file says nothing of, such a rating contradicts the row, as before.
+    expect(rejection('feedback', { ...row, status: 'in_progress' })).toBe('rated_at: feedback is rated once resolved or closed, not in_progress');
+    expect(rejection('feedback', { ...row, resolved_at: '1997-09-01' })).toMatch(/^rated_at: before resolved_at/);
+    expect(rejection('feedback', { ...row, status: 'in_progress', reopen_count: '1', rated_at: '1997-06-01' })).toMatch(/^rated_at: before submitted_at/);
   });
 
   it('tells the status from the times when the file gives none, and writes the texts it lacks', () => {

@@ -99,10 +99,18 @@ describe('the feedback fold', () => {
     });
   });
 
-  it('a rated item reopened may be rated again: its rated_at is cleared, its last csat kept until the next rating', () => {
+  it('a rated item reopened keeps its last rating with the time it was given, until the next resolution is rated', () => {
     const rated = on({ type: 'FeedbackRated', data: { feedbackId, csat: 2, comment: null } }, at(5));
     const ratedThenReopened = fold([submitted, assigned, responded, resolved, rated, { ...reopened, revision: 5 }])!;
-    expect(ratedThenReopened).toMatchObject({ status: 'in_progress', csat: 2, rated_at: null });
+    // As the satisfaction figures count it: in the month it was given (analytics/projection.ts).
+    expect(ratedThenReopened).toMatchObject({ status: 'in_progress', csat: 2, rated_at: rated.metadata.occurredAt });
+    const resolvedAgain = on({ type: 'FeedbackResolved', data: { feedbackId, resolution: 'Done' } }, at(10));
+    const ratedAgain = on({ type: 'FeedbackRated', data: { feedbackId, csat: 5, comment: null } }, at(11));
+    expect(fold([submitted, assigned, responded, resolved, rated, reopened, resolvedAgain, ratedAgain])).toMatchObject({
+      status: 'resolved',
+      csat: 5,
+      rated_at: ratedAgain.metadata.occurredAt,
+    });
   });
 
   it("reads every step's status as the decider's state has it, whose rules (assign, resolve, reopen) go by it", () => {

@@ -195,8 +195,9 @@ const FeedbackDetail = (props: { id: string; role: Role; waitFor: string | undef
       form('Reopen', 'Reopen', [{ name: 'reason', label: 'Reason' }], (v) => (text(v.reason) ? { reason: text(v.reason) } : {}), 'reopen', true),
     // An item may also be closed unresolved (a duplicate, spam, a customer who went silent): its SLA stays as it stood.
     f.status !== 'closed' && form(f.status === 'resolved' ? 'Close' : 'Close without a resolution', 'Close', [], () => ({}), 'close', true),
+    // The last rating stays with its time after a reopening: one dated before this resolution (or closing) rated an earlier one.
     (f.status === 'resolved' || f.status === 'closed') &&
-      f.ratedAt === null &&
+      (f.ratedAt === null || Date.parse(f.ratedAt) < Date.parse(f.resolvedAt ?? f.closedAt ?? f.ratedAt)) &&
       form(
         "Record the customer's rating",
         'Rate',
