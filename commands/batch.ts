@@ -3,6 +3,7 @@ import { customerSnapshot } from '../domain/customer/decider.ts';
 import { userSnapshot, type UserSnapshot } from '../domain/user/decider.ts';
 import { DomainError, invalidState } from '../domain/errors.ts';
 import { isSameInstant } from '../domain/time.ts';
+import type { FeedbackState } from '../domain/feedback/decider.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { MAX_STREAMS_PER_APPEND, type AppendResult, type EventStore, type NewEvent, type StreamAppend, type StreamRead } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../eventstore/errors.ts';
@@ -26,6 +27,7 @@ import {
   fillDerivedIds,
   needsCustomerSnapshot,
   namedUserOf,
+  needsFeedbackCustomer,
   prepareCommand,
   protectForCommand,
   type PreparedCommand,
@@ -482,6 +484,10 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         if (needsCustomerSnapshot(p.type)) {
           const customer = workOn('customer', streamOf('customer', command.customerId as string));
           command.customer = customerSnapshot(customer.state as never);
+        }
+        if (needsFeedbackCustomer(p.type)) {
+          const { customerId } = w.state as FeedbackState;
+          if (customerId) command.customer = customerSnapshot(await stateOf('customer', customerId));
         }
         const named = namedUserOf(p.type, command);
         if (named) command[named.into] = userSnapshot(workOn('user', streamOf('user', named.userId)).state as never);

@@ -35,6 +35,7 @@ import {
   createDecide,
   fillDerivedIds,
   needsCustomerSnapshot,
+  needsFeedbackCustomer,
   needsKnownTeams,
   namedUserOf,
   prepareCommand,
@@ -552,6 +553,10 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     fillDerivedIds(prepared, ctx.actor.userId);
     await fillReferences(prepared, from);
     if (needsCustomerSnapshot(type)) command.customer = await customerOf(command.customerId as string, from);
+    if (needsFeedbackCustomer(type)) {
+      const { customerId } = (await from('feedback', prepared.id)).state;
+      if (customerId) command.customer = await customerOf(customerId, from);
+    }
     if (type === 'RecordPurchase' || type === 'RefundPurchase')
       await resolveMergedOrder(prepared, (await from('customer', prepared.id)).state, async (id) => (await from('customer', id)).state);
     if (prepared.kind === 'activity') {

@@ -189,6 +189,10 @@ export const fillDerivedIds = (prepared: PreparedCommand, actorId: string): void
 /** Commands whose decider needs a snapshot of the customer they name (`command.customer`). */
 export const needsCustomerSnapshot = (type: CommandType): boolean => type === 'OpenDeal' || type === 'SubmitFeedback' || type === 'RecordCampaignResponse';
 
+/** Feedback commands whose decider needs a snapshot of the item's customer (a forgotten one's item takes none of them). */
+export const needsFeedbackCustomer = (type: CommandType): boolean =>
+  type === 'RespondToFeedback' || type === 'ResolveFeedback' || type === 'ReopenFeedback' || type === 'RateFeedback';
+
 /** The field of each command naming a user whose snapshot its decider checks, and where the snapshot goes. */
 const NAMED_USERS: Partial<Record<CommandType, { field: 'ownerId' | 'assigneeId'; into: 'owner' | 'assignee' }>> = {
   RegisterCustomer: { field: 'ownerId', into: 'owner' },

@@ -58,14 +58,19 @@ type Cmd<K extends string, Payload> = { type: K; occurredAt: string } & Payload;
 
 /** The handler reads the customer's stream and passes what the rule needs. */
 export type SubmitFeedback = Cmd<'SubmitFeedback', Omit<P<'SubmitFeedback'>, 'feedbackId'> & { feedbackId: string; customer: CustomerSnapshot }>;
+/**
+ * The item's customer, for the commands a forgotten customer's item no longer takes (needsFeedbackCustomer
+ * in commands/prepare.ts): the handler reads it from the item's `customerId`.
+ */
+type OfCustomer = { customer?: CustomerSnapshot };
 /** `assignee`: the snapshot of the user `assigneeId` names, filled by the handler when it names one. */
 export type AssignFeedback = Cmd<'AssignFeedback', P<'AssignFeedback'> & { assignee?: UserSnapshot }>;
-export type RespondToFeedback = Cmd<'RespondToFeedback', Omit<P<'RespondToFeedback'>, 'responderId'> & { responderId: string }>;
+export type RespondToFeedback = Cmd<'RespondToFeedback', Omit<P<'RespondToFeedback'>, 'responderId'> & { responderId: string } & OfCustomer>;
 export type EscalateFeedback = Cmd<'EscalateFeedback', P<'EscalateFeedback'>>;
-export type ResolveFeedback = Cmd<'ResolveFeedback', P<'ResolveFeedback'>>;
-export type ReopenFeedback = Cmd<'ReopenFeedback', P<'ReopenFeedback'>>;
+export type ResolveFeedback = Cmd<'ResolveFeedback', P<'ResolveFeedback'> & OfCustomer>;
+export type ReopenFeedback = Cmd<'ReopenFeedback', P<'ReopenFeedback'> & OfCustomer>;
 export type CloseFeedback = Cmd<'CloseFeedback', P<'CloseFeedback'>>;
-export type RateFeedback = Cmd<'RateFeedback', P<'RateFeedback'>>;
+export type RateFeedback = Cmd<'RateFeedback', P<'RateFeedback'> & OfCustomer>;
 
 export type FeedbackCommand =
   SubmitFeedback | AssignFeedback | RespondToFeedback | EscalateFeedback | ResolveFeedback | ReopenFeedback | CloseFeedback | RateFeedback;

@@ -1,4 +1,4 @@
-import { assertCustomerUsable } from '../customer/decider.ts';
+import { assertCustomerUsable, type CustomerSnapshot } from '../customer/decider.ts';
 import type { Decider } from '../decider.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
 import { addHours, assertNotBefore, earlierOf, inUtc } from '../time.ts';
@@ -12,6 +12,11 @@ import { assertPersonUsable } from '../user/decider.ts';
  * Resolved may be reopened; closed is final. A rating (CSAT) is taken once per resolution,
  * only once resolved or closed. Escalation raises the priority and tightens the deadlines
  * (never extends them); a reopen restarts the resolution clock at the current priority.
+ *
+ * Once its customer is forgotten, an item takes nothing more from or about the person: no reply, no
+ * resolution (a text about them), no rating and no reopening (409 `customer.forgotten` naming the
+ * field); it can still be handed on (assigned, escalated) and ended (closed), so that the queue and
+ * its SLA figures do not keep a ticket nobody can work.
  */
 export interface FeedbackState {
   exists: boolean;
@@ -114,6 +119,17 @@ const assertWorkable = (state: FeedbackState, command: { feedbackId: string; occ
   if (status === 'resolved') throw invalidState('feedback.resolved', `Feedback ${feedbackId} is resolved; reopen it first`, 'feedbackId');
 };
 
+/**
+ * Work for the customer stops once they are forgotten: `field` names what the command would have added.
+ * Decided here, not left to the encryption of its texts (which refused a reply but took a rating
+ * without a comment, so a forgotten person's score still moved CSAT).
+ */
+const assertCustomerNotForgotten = (customer: CustomerSnapshot | undefined, customerId: string | null, field: string, instead: string): void => {
+  if (customer?.forgotten) throw invalidState('customer.forgotten', `Customer ${customerId} has been forgotten: ${instead}`, field, { customerId });
+};
+
+const CLOSE_INSTEAD = 'their item takes no more work for them; close it (or assign it) instead';
+
 export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decider<FeedbackCommand, FeedbackEvent, FeedbackState> => {
   const decide = (command: FeedbackCommand, state: FeedbackState): FeedbackEvent[] => {
     const { feedbackId } = command;
@@ -171,6 +187,7 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
       }
       case 'RespondToFeedback':
         assertWorkable(state, command);
+        assertCustomerNotForgotten(command.customer, state.customerId, 'message', `no reply is sent to them; ${CLOSE_INSTEAD}`);
         return [
           {
             type: 'FeedbackResponded',
@@ -198,6 +215,7 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
       }
       case 'ResolveFeedback':
         assertWorkable(state, command);
+        assertCustomerNotForgotten(command.customer, state.customerId, 'resolution', `a resolution is a text about them; ${CLOSE_INSTEAD}`);
         assertNotBefore(command.occurredAt, state.firstRespondedAt, 'feedback.resolved_before_response', 'the first response');
         return [
           { type: 'FeedbackResolved', data: { feedbackId, ...(state.customerId ? { customerId: state.customerId } : {}), resolution: command.resolution } },
@@ -206,6 +224,7 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
         const status = assertExists(state, command);
         if (status === 'closed') throw invalidState('feedback.closed', `Feedback ${feedbackId} is closed`, 'feedbackId');
         if (status !== 'resolved') throw invalidState('feedback.not_resolved', `Feedback ${feedbackId} is ${status}`, 'feedbackId');
+        assertCustomerNotForgotten(command.customer, state.customerId, 'feedbackId', CLOSE_INSTEAD);
         assertNotBefore(command.occurredAt, state.resolvedAt, 'feedback.before_resolution', 'the resolution');
         const target = sla[state.priority ?? 'normal'];
         return [
@@ -226,6 +245,7 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
         if (status !== 'resolved' && status !== 'closed')
           throw invalidState('feedback.not_resolved', `Feedback ${feedbackId} can be rated once resolved or closed`, 'feedbackId', { status });
         if (state.rating !== null) throw invalidState('feedback.already_rated', `Feedback ${feedbackId} was already rated`, 'csat');
+        assertCustomerNotForgotten(command.customer, state.customerId, 'csat', 'a rating from them is no longer recorded');
         if (state.resolvedAt !== null) assertNotBefore(command.occurredAt, state.resolvedAt, 'feedback.before_resolution', 'the resolution');
         else assertNotBefore(command.occurredAt, state.closedAt, 'feedback.before_closing', 'the closing');
         return [

@@ -271,6 +271,36 @@ describe('command handling on PostgreSQL', () => {
     expect((await commands.execute({ type: 'ForgetCustomer', customerId: id }, ctx())).eventIds).toEqual([]);
   });
 
+  it("a forgotten customer's tickets are assigned and closed, and take no reply, resolution, reopening or rating, one at a time or in a batch", async () => {
+    const { id } = await register();
+    const submit = () =>
+      commands.execute({ type: 'SubmitFeedback', customerId: id, kind: 'complaint', channel: 'email', subject: 'Broken', body: 'It broke' }, ctx());
+    const open = await submit();
+    const resolved = await submit();
+    await commands.execute({ type: 'ResolveFeedback', feedbackId: resolved.id, resolution: 'Replaced' }, ctx());
+    await commands.execute({ type: 'ForgetCustomer', customerId: id }, ctx());
+    const before = await storedEvents();
+    const refused = async (command: { type: string; [field: string]: unknown }) => {
+      const error = await refusal(commands.execute(command, ctx()));
+      return [error.code, error.field];
+    };
+    expect(await refused({ type: 'RespondToFeedback', feedbackId: open.id, message: 'Sorry' })).toEqual(['customer.forgotten', 'message']);
+    expect(await refused({ type: 'ResolveFeedback', feedbackId: open.id, resolution: 'Refunded' })).toEqual(['customer.forgotten', 'resolution']);
+    expect(await refused({ type: 'ReopenFeedback', feedbackId: resolved.id })).toEqual(['customer.forgotten', 'feedbackId']);
+    // Without a comment too (nothing to encrypt, so it was taken, and moved CSAT after the forget).
+    expect(await refused({ type: 'RateFeedback', feedbackId: resolved.id, csat: 5 })).toEqual(['customer.forgotten', 'csat']);
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
+    expect(
+      await batch.executeBatch([{ command: { type: 'RateFeedback', feedbackId: resolved.id, csat: 1 }, ctx: ctx({ idempotencyKey: randomUUID() }) }]),
+    ).toMatchObject([{ ok: false, error: { code: 'customer.forgotten', field: 'csat' } }]);
+    expect(await storedEvents()).toBe(before);
+    // Handed on and ended, which records nothing about the person.
+    await commands.execute({ type: 'AssignFeedback', feedbackId: open.id, assigneeId: 'sam' }, ctx());
+    await commands.execute({ type: 'CloseFeedback', feedbackId: open.id }, ctx());
+    await commands.execute({ type: 'CloseFeedback', feedbackId: resolved.id }, ctx());
+    expect((await commands.loadAggregate('feedback', open.id)).state).toMatchObject({ status: 'closed', assigneeId: 'sam' });
+  });
+
   it('merge records on both streams; the duplicate then refuses and names the primary; retry is safe', async () => {
     const primary = await register();
     const duplicate = await register();

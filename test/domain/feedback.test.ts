@@ -304,6 +304,58 @@ describe('feedback: rating', () => {
   });
 });
 
+describe("feedback: a forgotten customer's item", () => {
+  const gone: CustomerSnapshot = { ...customer, forgotten: true };
+  const reopened = ev('FeedbackReopened', { reason: null, resolutionDueAt: later });
+  it('takes no reply, resolution, reopening or rating: 409 customer.forgotten naming what it would add', () => {
+    const details = { customerId: CUST };
+    spec
+      .given([normal])
+      .when(cmd('RespondToFeedback', { responderId: 'sam', message: 'Sorry', customer: gone }))
+      .thenRefused('customer.forgotten', 'message', details);
+    const resolve = spec
+      .given([normal])
+      .when(cmd('ResolveFeedback', { resolution: 'Refunded', customer: gone }))
+      .thenRefused('customer.forgotten', 'resolution', details);
+    expect(resolve.message).toMatch(/close it .*instead/);
+    spec
+      .given([normal, resolved])
+      .when(cmd('ReopenFeedback', { customer: gone }))
+      .thenRefused('customer.forgotten', 'feedbackId', details);
+    // With or without a comment: the person is gone, and CSAT takes nothing more from them.
+    spec
+      .given([normal, resolved])
+      .when(cmd('RateFeedback', { csat: 5, customer: gone }))
+      .thenRefused('customer.forgotten', 'csat', details);
+    spec
+      .given([normal, closed])
+      .when(cmd('RateFeedback', { csat: 2, comment: 'bad', customer: gone }))
+      .thenRefused('customer.forgotten', 'csat', details);
+  });
+  it('is still handed on and ended: assigned, escalated, closed (resolved or not)', () => {
+    spec
+      .given([normal])
+      .when(cmd('AssignFeedback', { assigneeId: 'sam' }))
+      .then([ev('FeedbackAssigned', { assigneeId: 'sam' })]);
+    spec
+      .given([normal])
+      .when(cmd('EscalateFeedback', { reason: 'SLA', priority: 'high' }))
+      .then([expect.objectContaining({ type: 'FeedbackEscalated' }) as FeedbackEvent]);
+    spec.given([normal]).when(cmd('CloseFeedback', {})).then([closed]);
+    spec.given([normal, resolved, reopened]).when(cmd('CloseFeedback', {})).then([closed]);
+  });
+  it('the state of the case is told first: a closed item says so, whoever its customer', () => {
+    spec
+      .given([normal, closed])
+      .when(cmd('RespondToFeedback', { responderId: 'sam', message: 'x', customer: gone }))
+      .thenRefused('feedback.closed');
+    spec
+      .given([normal, resolved, ev('FeedbackRated', { customerId: CUST, csat: 4, comment: null })])
+      .when(cmd('RateFeedback', { csat: 5, customer: gone }))
+      .thenRefused('feedback.already_rated');
+  });
+});
+
 describe('feedback: status and priority as the state reads them', () => {
   const foldFeedback = (events: FeedbackEvent[]) => fold(feedbackDecider, events);
   const assigned = ev('FeedbackAssigned', { assigneeId: 'sam' });
