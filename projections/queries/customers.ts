@@ -53,6 +53,8 @@ export interface CustomerListQuery {
   marketingConsent?: boolean;
   /** The account owner (a user id). */
   ownerId?: string;
+  /** Leaves forgotten customers out (the customers export: nobody to move to another store). Not an API filter. */
+  withoutForgotten?: boolean;
   /** The headline currency (`currency`, the first purchase's in business time): three letters, e.g. JPY. */
   currency?: string;
   /**
@@ -192,6 +194,7 @@ export async function listCustomers(
   const where: RawBuilder<unknown>[] = [];
   if (query.search) where.push(searchCondition(query.search));
   if (query.status) where.push(sql`t.status = ${query.status}`);
+  if (query.withoutForgotten) where.push(sql`t.status <> 'forgotten'`);
   // In any case: `vip` finds the customers tagged `VIP` (domain/customer/tags.ts).
   if (query.tag) where.push(sql`t.tag_keys @> ARRAY[${tagKey(query.tag)}]::text[]`);
   if (query.source) where.push(sql`t.source = ${query.source}`);

@@ -607,3 +607,29 @@ describe('exports', () => {
     expect(never.json().errors[0]).toMatchObject({ field: 'waitFor' });
   });
 });
+
+describe('the customers export and forgotten customers', () => {
+  it('leaves forgotten customers out, as CSV and as NDJSON, so that the customers import takes every row', async () => {
+    const kept = await register('Kept');
+    const gone = await register('Gone');
+    const forgotten = await send('POST', `/customers/${gone}/forget`);
+    expect(forgotten.statusCode, forgotten.body).toBe(200);
+    await projectionsSettled(api);
+    const ndjson = await send('GET', '/customers/export', undefined, { accept: 'application/x-ndjson' });
+    const ids = ndjson.body
+      .trim()
+      .split('\n')
+      .map((line) => String((JSON.parse(line) as { id: string }).id));
+    expect(ids).toContain(kept);
+    expect(ids).not.toContain(gone);
+    expect(ndjson.body).not.toContain('[erased]');
+    const csv = await send('GET', '/customers/export', undefined, { accept: 'text/csv' });
+    expect(csv.body).toContain(kept);
+    expect(csv.body).not.toContain(gone);
+    expect(csv.body).not.toContain('[erased]');
+    // Asked for by status, there are none to export.
+    const asked = await send('GET', '/customers/export?status=forgotten', undefined, { accept: 'application/x-ndjson' });
+    expect(asked.statusCode).toBe(200);
+    expect(asked.body.trim()).toBe('');
+  });
+});
