@@ -667,8 +667,14 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
   /**
    * The months (YYYY-MM) a satisfaction row covers: its quarter or year cut by `from` and `to`. A
    * quarter asked from November read "2026-Q4" and held November and December only, with nothing to say so.
+   * A row of every period (`groupBy=channel`) spans `from` to `to`, and where one is not given, the
+   * first or last month of its ratings (`data`; both were null without them).
    */
-  const monthsCovered = (period: string, filters: { from?: string; to?: string }): { firstMonth: string | null; lastMonth: string | null } => {
+  const monthsCovered = (
+    period: string,
+    filters: { from?: string; to?: string },
+    data: { firstMonth: string | null; lastMonth: string | null },
+  ): { firstMonth: string | null; lastMonth: string | null } => {
     const quarter = /^(\d{4})-Q([1-4])$/.exec(period);
     const [start, end] = quarter
       ? [`${quarter[1]}-${String(Number(quarter[2]) * 3 - 2).padStart(2, '0')}`, `${quarter[1]}-${String(Number(quarter[2]) * 3).padStart(2, '0')}`]
@@ -676,7 +682,8 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
         ? [`${period}-01`, `${period}-12`]
         : /^\d{4}-\d{2}$/.test(period)
           ? [period, period]
-          : [null, null];
+          : [data.firstMonth, data.lastMonth];
+    if (period === 'all') return { firstMonth: filters.from ?? start, lastMonth: filters.to ?? end };
     const later = (a: string | null, b: string | undefined) => (a === null ? (b ?? null) : b !== undefined && b > a ? b : a);
     const earlier = (a: string | null, b: string | undefined) => (a === null ? (b ?? null) : b !== undefined && b < a ? b : a);
     return { firstMonth: later(start, filters.from), lastMonth: earlier(end, filters.to) };
@@ -713,7 +720,9 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
           : sql`${period} AS period, channel`;
     const group = groupBy === 'period' ? sql`1` : groupBy === 'channel' ? sql`channel` : sql`1, channel`;
     const { rows } = await sql<Row>`SELECT ${keys}, sum(csat_responses)::int AS csat_responses, sum(csat_satisfied)::int AS csat_satisfied,
-      sum(nps_responses)::int AS nps_responses, sum(promoters)::int AS promoters, sum(detractors)::int AS detractors
+      sum(nps_responses)::int AS nps_responses, sum(promoters)::int AS promoters, sum(detractors)::int AS detractors,
+      min(period) FILTER (WHERE csat_responses + nps_responses > 0) AS first_month,
+      max(period) FILTER (WHERE csat_responses + nps_responses > 0) AS last_month
       FROM ${t('analytics_satisfaction')} WHERE ${sql.join(where, sql` AND `)} GROUP BY ${group} ORDER BY 1, 2`.execute(db);
     const items = rows.map((r) => {
       const counts = {
@@ -726,7 +735,10 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       return {
         period: String(r.period),
         channel: String(r.channel),
-        ...monthsCovered(String(r.period), filters),
+        ...monthsCovered(String(r.period), filters, {
+          firstMonth: r.first_month as string | null,
+          lastMonth: r.last_month as string | null,
+        }),
         ...counts,
         csat: csat(counts),
         nps: nps(counts),

@@ -134,10 +134,24 @@ describe('analytics service', () => {
       firstMonth: '2023-05',
       lastMonth: '2023-12',
     });
+    // A row of every period: from/to where given, else the months of its channel's ratings (null before).
+    const months = (items: { period: string }[]) => items.map((i) => i.period).sort();
+    const chatMonths = months((await service.satisfaction({ channel: 'chat' })).items.filter((i) => i.csatResponses + i.npsResponses > 0));
     expect((await service.satisfaction({ groupBy: 'channel', to: '2023-09' })).items[0]).toMatchObject({
       period: 'all',
-      firstMonth: null,
+      channel: 'chat',
+      firstMonth: chatMonths[0],
       lastMonth: '2023-09',
+    });
+    expect((await service.satisfaction({ groupBy: 'channel' })).items[0]).toMatchObject({
+      period: 'all',
+      channel: 'chat',
+      firstMonth: chatMonths[0],
+      lastMonth: chatMonths.at(-1),
+    });
+    expect((await service.satisfaction({ groupBy: 'channel', from: '2023-04' })).items[0]).toMatchObject({
+      firstMonth: '2023-04',
+      lastMonth: chatMonths.at(-1),
     });
     const forecast = await service.forecast({ horizon: 3 });
     // The observation end is 2024-06-30: June is complete (months count in whole days).
