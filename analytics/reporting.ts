@@ -68,7 +68,7 @@ export function analyticsReportingViews(readSchema: string, reportingSchema: str
   ];
   const descriptions: Record<string, string> = {
     analytics_customers:
-      'One row per customer: running aggregates and the latest scores (CLV, expected purchases, P(alive), churn, RFM, segment, cluster). Money (net_value, refund_value, monetary, clv) is in base_currency; currency is the first purchase currency; amounts still without a rate count 0 and are named in missing_rates. Definitions: analytics/ANALYTICS.md',
+      'One row per customer: running aggregates and the latest scores (CLV, expected purchases, P(alive), churn, RFM, segment, cluster). Money (net_value, refund_value, monetary, clv) is in base_currency; currency is the first purchase currency; amounts still without a rate count 0 and are named in missing_rates. mean_csat is the mean 1-5 score, not CSAT (the share of 4-5 ratings). Definitions: analytics/ANALYTICS.md',
     analytics_revenue_monthly:
       'Purchases, revenue, refunds and net revenue per month (business time, UTC), in the base currency (amounts without a rate count 0)',
     analytics_satisfaction: 'CSAT (share of 4-5 on 1-5) and NPS (promoters 9-10 minus detractors 0-6, points) per month and feedback channel',
