@@ -2,23 +2,14 @@ import { sql } from 'kysely';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXPORT_COLUMNS } from '../../projections/queries/export.ts';
-import { expectProblem, importEnded, projectionsSettled, startApi, type ApiHarness } from './support.ts';
+import { expectProblem, importCsv as importCsvAs, projectionsSettled, startApi, type ApiHarness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
 
 /** `GET /customers/export`, `/deals/export`, `/feedback/export`, `/activities/export`, `/purchases/export`, `/refunds/export`, `/campaigns/export`, `/responses/export`, `/costs/export` on the real API over PostgreSQL. */
 let api: ApiHarness;
 
 /** `POST /imports?kind=` of a CSV body as an admin, once it has ended. */
-const importCsv = async (kind: string, csv: string) => {
-  const started = await api.app.inject({
-    method: 'POST',
-    url: `/imports?kind=${kind}`,
-    headers: { ...api.auth('admin'), 'content-type': 'text/csv' },
-    payload: csv,
-  });
-  expect(started.statusCode).toBe(202);
-  return importEnded(api, started.json().id);
-};
+const importCsv = (kind: string, csv: string) => importCsvAs(api, kind, csv);
 
 /** A request as an admin. */
 const send = (method: 'GET' | 'POST', url: string, payload?: object, headers: Record<string, string> = {}) =>

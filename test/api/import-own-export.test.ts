@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { importEnded, projectionsSettled, startApi, type ApiHarness } from './support.ts';
+import { importCsv as importCsvAs, projectionsSettled, startApi, type ApiHarness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
 
 /**
@@ -34,16 +34,7 @@ const send = async (method: 'GET' | 'POST' | 'PATCH', url: string, payload?: obj
 };
 const created = async (url: string, payload: object) => (await send('POST', url, payload)).json<{ id: string }>().id;
 
-const importCsv = async (kind: string, csv: string) => {
-  const started = await api.app.inject({
-    method: 'POST',
-    url: `/imports?kind=${kind}`,
-    headers: { ...api.auth('admin'), 'content-type': 'text/csv' },
-    payload: csv,
-  });
-  expect(started.statusCode, started.body).toBe(202);
-  return importEnded(api, started.json<{ id: string }>().id);
-};
+const importCsv = (kind: string, csv: string) => importCsvAs(api, kind, csv);
 
 const KINDS = ['customers', 'deals', 'feedback', 'activities', 'purchases', 'refunds', 'campaigns', 'responses', 'costs'] as const;
 

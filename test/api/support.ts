@@ -143,6 +143,18 @@ export const importEnded = async (h: ApiHarness, id: string, role: Role = 'admin
   }
 };
 
+/** `POST /imports?kind=` of a CSV body as an admin, once it has ended (the job as `GET /imports/:id` gives it). */
+export const importCsv = async (h: ApiHarness, kind: string, csv: string): Promise<Record<string, any>> => {
+  const started = await h.app.inject({
+    method: 'POST',
+    url: `/imports?kind=${kind}`,
+    headers: { ...h.auth('admin'), 'content-type': 'text/csv' },
+    payload: csv,
+  });
+  if (started.statusCode !== 202) throw new Error(`POST /imports?kind=${kind} answered ${started.statusCode}: ${started.body}`);
+  return importEnded(h, started.json<{ id: string }>().id);
+};
+
 /** `/ready` answers 200 within the bound (it may lag the projections by a poll). */
 export const expectReady = async (h: ApiHarness, timeoutMs = 30_000): Promise<void> => {
   const deadline = Date.now() + timeoutMs;
