@@ -89,34 +89,12 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Statuses besides 2xx whose body is an answer, not a refusal (`/ready` answers 503 with its report). */
   answers?: number[];
-  /** A command (or a creation that takes an Idempotency-Key): sent with one, see `idempotencyKeyFor`. */
-  idempotent?: boolean;
 }
-
-/**
- * The Idempotency-Key of each command whose outcome is unknown (no answer came back, or a 5xx that
- * may or may not have recorded it), by the request it was sent with. The same request sent again (the
- * unchanged form resubmitted) takes the same key, so the server records it once: the console sent
- * none, and a retry after a lost answer recorded the command twice. Any other request (a changed
- * form) gets a fresh key, as does the same request once answered (a new action): the API refuses a
- * key reused with another body (422). Kept for the tab's life; answered ones are dropped.
- */
-const unsettled = new Map<string, string>();
-const commandOf = (path: string, options: RequestOptions): string => JSON.stringify([currentKey, options.method, path, options.body ?? null]);
-const idempotencyKeyFor = (command: string): string => {
-  let key = unsettled.get(command);
-  // getRandomValues, not randomUUID: the console may be served over plain HTTP, where only it exists.
-  if (!key)
-    unsettled.set(command, (key = `console-${Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('')}`));
-  return key;
-};
 
 export const request = async (path: string, options: RequestOptions = {}): Promise<Response> => {
   const headers: Record<string, string> = { authorization: `Bearer ${options.key ?? currentKey}` };
   if (options.body !== undefined) headers['content-type'] = 'application/json';
   if (options.ifMatch !== undefined) headers['if-match'] = `"${options.ifMatch}"`;
-  const sent = options.idempotent ? commandOf(path, options) : undefined;
-  if (sent) headers['idempotency-key'] = idempotencyKeyFor(sent);
   let response: Response;
   try {
     response = await fetch(path, {
@@ -127,16 +105,8 @@ export const request = async (path: string, options: RequestOptions = {}): Promi
     });
   } catch (error) {
     if ((error as Error).name === 'AbortError') throw error;
-    const reason = (error as Error).message;
-    throw new ApiError({
-      status: 0,
-      title: 'The server cannot be reached',
-      detail: sent
-        ? `No answer came back (${reason}), so the action may already have been recorded. Retrying is safe: submitted again unchanged, it is sent with the same Idempotency-Key and recorded at most once.`
-        : reason,
-    });
+    throw new ApiError({ status: 0, title: 'The server cannot be reached', detail: (error as Error).message });
   }
-  if (sent && response.status < 500) unsettled.delete(sent);
   if (!response.ok && !options.answers?.includes(response.status)) {
     const problem = await asProblem(response);
     if (response.status === 401 && options.key === undefined) onUnauthenticated(problem);
@@ -155,7 +125,7 @@ export const get = async <T>(path: string, options: Omit<RequestOptions, 'method
 
 export const command = async (path: string, body: unknown = {}, options: { ifMatch?: number; method?: 'POST' | 'PATCH' } = {}): Promise<Accepted> =>
   (await (
-    await request(path, { method: options.method ?? 'POST', body, idempotent: true, ...(options.ifMatch !== undefined ? { ifMatch: options.ifMatch } : {}) })
+    await request(path, { method: options.method ?? 'POST', body, ...(options.ifMatch !== undefined ? { ifMatch: options.ifMatch } : {}) })
   ).json()) as Accepted;
 
 /**

@@ -1,6 +1,6 @@
-import { Fragment, render } from 'preact';
+import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError, useKey, whenForbidden, whenUnauthenticated, type Problem } from './api.ts';
+import { ApiError, useKey, whenForbidden, whenUnauthenticated } from './api.ts';
 import { AnalyticsPage } from './pages/analytics.tsx';
 import { AuditPage } from './pages/audit.tsx';
 import { CampaignPage, CampaignsPage } from './pages/campaigns.tsx';
@@ -12,7 +12,7 @@ import { ServicePage } from './pages/service.tsx';
 import { SignIn } from './pages/sign-in.tsx';
 import { href, useRoute } from './router.ts';
 import { loadSession, saveSession, signIn, type Session } from './session.ts';
-import { Announcer, can, ErrorBoundary, focusScreenHeading, ProblemBox, seesNames, titleOf, useFocusKeeper } from './ui.tsx';
+import { Announcer, can, ErrorBoundary, focusScreenHeading, seesNames, titleOf, useFocusKeeper } from './ui.tsx';
 import { ROLES, type Role } from '../../api/roles.ts';
 import './style.css';
 
@@ -44,28 +44,16 @@ const App = () => {
   };
   // A user's key takes the user's role as it is now, which an admin may change after sign-in: the
   // role is read again on every load of the page and after a refusal, so the screens follow it.
-  // Changed by a refusal, the refusal is kept where it survives (above the screen, with the focus):
-  // the form that showed it goes with the actions the new role lacks.
-  const [roleChange, setRoleChange] = useState<{ problem: Problem; path: string } | null>(null);
-  const roleNow = (role: Role, companyWide?: boolean, refusal?: Problem) => {
-    const s = loadSession();
-    if (!s || (s.role === role && (companyWide === undefined || s.companyWide === companyWide))) return;
-    const updated = { ...s, role, ...(companyWide === undefined ? {} : { companyWide }) };
-    saveSession(updated);
-    setSession(updated);
-    if (refusal && s.role !== role)
-      setRoleChange({
-        problem: {
-          ...refusal,
-          title: `Your role is now ${role} (it was ${s.role})`,
-          detail: `${refusal.detail ?? refusal.title ?? 'The server refused the request.'} The screen was read again as the ${role} role sees it.`,
-        },
-        path: location.hash,
-      });
-  };
-  const reread = (key: string, refusal?: Problem) =>
+  const roleNow = (role: Role, companyWide?: boolean) =>
+    setSession((s) => {
+      if (!s || (s.role === role && (companyWide === undefined || s.companyWide === companyWide))) return s;
+      const updated = { ...s, role, ...(companyWide === undefined ? {} : { companyWide }) };
+      saveSession(updated);
+      return updated;
+    });
+  const reread = (key: string) =>
     signIn(key).then(
-      (s) => roleNow(s.role, s.companyWide, refusal),
+      (s) => roleNow(s.role, s.companyWide),
       (error: unknown) => {
         if (error instanceof ApiError && error.problem.status === 401) signedOut(error.problem.detail);
       },
@@ -74,8 +62,8 @@ const App = () => {
     whenUnauthenticated((problem) => signedOut(problem.detail));
     whenForbidden((problem) => {
       const role = problem.role as Role;
-      if (ROLES.includes(role)) roleNow(role, undefined, problem);
-      else void reread(loadSession()?.key ?? '', problem);
+      if (ROLES.includes(role)) roleNow(role);
+      else void reread(loadSession()?.key ?? '');
     });
     const stored = loadSession();
     if (stored) void reread(stored.key);
@@ -107,7 +95,6 @@ const App = () => {
   if (!session) {
     return (
       <SignIn
-        focusKey={!loaded.current}
         notice={notice}
         onSignedIn={(s) => {
           saveSession(s);
@@ -199,12 +186,7 @@ const App = () => {
         </span>
       </header>
       <main id="main" tabIndex={-1}>
-        {roleChange?.path === location.hash ? <ProblemBox problem={roleChange.problem} focus /> : null}
-        {/* Keyed by the role: the screen reads its records again as the role in force sees them (a
-            demoted user's screen kept showing names and emails in clear). */}
-        <ErrorBoundary screen={route.path.join('/')}>
-          <Fragment key={`${role}:${session.companyWide}`}>{page}</Fragment>
-        </ErrorBoundary>
+        <ErrorBoundary screen={route.path.join('/')}>{page}</ErrorBoundary>
       </main>
       <Announcer />
     </>

@@ -140,34 +140,11 @@ export const useAnnounceResults = (data: unknown, message: () => string): void =
   }, [data]);
 };
 
-/**
- * Text users typed (names, emails, subjects, tags) shown among the console's own words keeps its
- * direction to itself: in the page as <bdi>, and where only a string fits (the document's title, a
- * confirm dialog) as this, its own direction controls dropped and the rest isolated (FSI … PDI). A name
- * holding U+202E turned the sentence around it backwards ("Forget …", a list of tags).
- */
-export const isolated = (typed: string): string => `\u2068${typed.replace(/[\u202a-\u202e\u2066-\u2069]/g, '')}\u2069`;
-
-/** Typed values in a row, each isolated: "a, b". */
-export const Typed = ({ values, empty = '' }: { values: readonly string[]; empty?: string }) =>
-  values.length ? (
-    <>
-      {values.map((v, i) => (
-        <Fragment key={i}>
-          {i ? ', ' : ''}
-          <bdi>{v}</bdi>
-        </Fragment>
-      ))}
-    </>
-  ) : (
-    <>{empty}</>
-  );
-
-/** The document's title: the record (when there is one, isolated: typed by users), the screen, the app. */
+/** The document's title: the record (when there is one), the screen, the app. */
 export const titleOf = (...parts: (string | undefined)[]): string => [...parts.filter(Boolean), 'CRM console'].join(' · ');
 export const useTitle = (record: string | undefined, screen: string): void => {
   useEffect(() => {
-    if (record !== undefined) document.title = titleOf(isolated(record), screen);
+    if (record !== undefined) document.title = titleOf(record, screen);
   }, [record, screen]);
 };
 
@@ -260,14 +237,13 @@ export const useFocusKeeper = (): void => {
 
 export interface FieldSpec {
   name: string;
-  /** Not only a string: a label naming a record holds its name in <bdi>. */
-  label: ComponentChildren;
+  label: string;
   type?: 'text' | 'number' | 'date' | 'datetime-local' | 'select' | 'textarea' | 'checkbox' | 'email';
   options?: readonly string[];
   required?: boolean;
   value?: string | boolean;
   step?: string;
-  hint?: ComponentChildren;
+  hint?: string;
 }
 export type FormValues = Record<string, string | boolean>;
 
@@ -276,8 +252,7 @@ export type FormValues = Record<string, string | boolean>;
  * the fields it names. `submit` resolves when the command is accepted (and read back).
  */
 export const CommandForm = (props: {
-  /** Not only a string: a title naming a record holds its name in <bdi>. */
-  title: ComponentChildren;
+  title: string;
   fields: FieldSpec[];
   submitLabel: string;
   submit: (values: FormValues) => Promise<void>;
@@ -294,8 +269,6 @@ export const CommandForm = (props: {
    * write back what the refused screen showed over the change that made it stale.
    */
   revision?: number;
-  /** A form that stays open starts afresh once its command is accepted (a key's name is used once). */
-  afresh?: boolean;
 }) => {
   const id = useId();
   const blank = (f: FieldSpec) => f.value ?? (f.type === 'checkbox' ? false : '');
@@ -308,14 +281,8 @@ export const CommandForm = (props: {
   const [problem, setProblem] = useState<Problem | null>(null);
   const [busy, setBusy] = useState(false);
   const form = useRef<HTMLFormElement>(null);
-  // An error on an item of a list field (`tags.1`) belongs to that field: it was only in the summary.
   const messages = new Map<string, string[]>();
-  for (const e of problem?.errors ?? []) {
-    const item = /^(.+)\.(\d+)$/.exec(e.field);
-    const [field, message] =
-      item && !props.fields.some((f) => f.name === e.field) ? [item[1]!, `item ${Number(item[2]) + 1}: ${e.message}`] : [e.field, e.message];
-    messages.set(field, [...(messages.get(field) ?? []), message]);
-  }
+  for (const e of problem?.errors ?? []) messages.set(e.field, [...(messages.get(e.field) ?? []), e.message]);
   // A refusal takes the focus (the submit button, disabled meanwhile, had dropped it to <body>): the
   // first field it names, whose message is read with it, or else the message itself.
   useEffect(() => {
@@ -323,17 +290,6 @@ export const CommandForm = (props: {
     const target = form.current?.querySelector<HTMLElement>('[aria-invalid="true"]') ?? form.current?.querySelector<HTMLElement>('.problem');
     target?.focus();
   }, [problem]);
-  // A form that stays (no Cancel: fit the models, create a key) gives the focus back to its submit
-  // button once the command is done: disabled meanwhile, the button had dropped it to <body>.
-  const submitButton = useRef<HTMLButtonElement>(null);
-  const wasBusy = useRef(false);
-  useEffect(() => {
-    const done = wasBusy.current && !busy;
-    wasBusy.current = busy;
-    if (!done || props.onCancel) return;
-    if (!document.activeElement || document.activeElement === document.body) submitButton.current?.focus();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [busy]);
   // A form opened on demand (it can be cancelled) takes the focus: its first field, else its submit
   // button. Keyboard users were left on the button that opened it, with the form drawn elsewhere.
   // Closed (cancelled or done), it gives the focus back to that button, which it had dropped to <body>.
@@ -350,17 +306,11 @@ export const CommandForm = (props: {
   }, []);
   const onSubmit = async (event: Event) => {
     event.preventDefault();
-    // Read now: a form closed by its submit is gone when the answer comes.
-    const title = form.current?.querySelector('h2, h3')?.textContent;
     setBusy(true);
     setProblem(null);
     try {
       await props.submit(values);
-      announce(props.success ?? `${title ?? 'Done'}: done.`);
-      if (props.afresh) {
-        touched.clear();
-        setValues(Object.fromEntries(props.fields.map((f) => [f.name, blank(f)])));
-      }
+      announce(props.success ?? `${props.title}: done.`);
     } catch (error) {
       setProblem(problemOf(error));
     } finally {
@@ -447,7 +397,7 @@ export const CommandForm = (props: {
       })}
       <ProblemBox problem={problem} />
       <div class="buttons">
-        <button type="submit" class={props.danger ? 'danger' : 'primary'} disabled={busy} ref={submitButton}>
+        <button type="submit" class={props.danger ? 'danger' : 'primary'} disabled={busy}>
           {busy ? 'Working…' : props.submitLabel}
         </button>
         {props.onCancel ? (

@@ -34,43 +34,6 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     return opened;
   };
 
-  /** A new customer through the API, once the customers list has it. */
-  const registerCustomer = async (body: object): Promise<string> => {
-    const res = await crm.api<{ id: string; position: string }>('/customers', crm.adminKey, { method: 'POST', body: JSON.stringify(body) });
-    expect(res.status).toBe(201);
-    await crm.api(`/customers/${res.body.id}?waitFor=${res.body.position}`);
-    return res.body.id;
-  };
-  /** Signs in with `key`, signing out first when a test before left the page signed in. */
-  const signInAs = async (key: string) => {
-    if (await page.getByRole('button', { name: 'Sign out' }).count()) await page.getByRole('button', { name: 'Sign out' }).click();
-    await signIn(page, crm.url, key);
-  };
-  /** A user of the given role with a key of its own, once the user is on record. */
-  const userWithKey = async (name: string, role: string, visibility: string) => {
-    const user = await crm.api<{ id: string }>('/admin/users', crm.adminKey, {
-      method: 'POST',
-      body: JSON.stringify({ name, email: `user-${randomUUID()}@example.com`, role, visibility }),
-    });
-    expect(user.status).toBe(201);
-    let key = '';
-    await eventually(async () => {
-      const made = await crm.api<{ key?: string }>('/admin/api-keys', crm.adminKey, {
-        method: 'POST',
-        body: JSON.stringify({ name, userId: user.body.id }),
-      });
-      key = made.body.key ?? '';
-      return made.status;
-    }).toBe(201);
-    /** Changes the user's role, as an admin would, and waits until the key has it. */
-    const change = async (to: string) => {
-      const changed = await crm.api(`/admin/users/${user.body.id}`, crm.adminKey, { method: 'PATCH', body: JSON.stringify({ role: to }) });
-      expect(changed.status).toBe(200);
-      await eventually(async () => (await crm.api<{ role?: string }>('/admin/api-keys', key)).body.role).toBe(to);
-    };
-    return { id: user.body.id, key, change };
-  };
-
   beforeAll(async () => {
     [crm, browser] = await Promise.all([startConsoleServer('console', 150), launchChromium()]);
     page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
@@ -245,56 +208,6 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await eventually(itemOf).toMatchObject({ kind: 'complaint', priority: 'normal' });
   });
 
-  it('records a command once when its answer was lost and it is submitted again: the same Idempotency-Key, a new one for a new action', async () => {
-    const id = await registerCustomer({ name: 'Console Retrier', email: `console-retrier-${randomUUID()}@example.com` });
-    await signInAs(crm.adminKey);
-    await page.goto(`${crm.url}/#/customers/${id}`);
-    await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe('Console Retrier');
-    const subject = `Console retry ${randomUUID().slice(0, 6)}`;
-    const keys: string[] = [];
-    let answers = 0;
-    // The first submission reaches the server, which records it; its answer is lost on the way back.
-    await page.route('**/feedback', async (route) => {
-      if (route.request().method() !== 'POST') return route.continue();
-      keys.push(route.request().headers()['idempotency-key'] ?? '');
-      if (answers++ > 0) return route.continue();
-      await route.fetch();
-      await route.abort('connectionreset');
-    });
-    const tickets = async () =>
-      (await crm.api<{ items: { subject: string }[] }>(`/feedback?customerId=${id}&limit=100`)).body.items.filter((f) => f.subject === subject).length;
-    const form = page.locator('form.command');
-    const submit = async () => {
-      await page.getByRole('button', { name: 'Record feedback', exact: true }).click();
-      await form.locator('[data-field=subject]').fill(subject);
-      await form.locator('[data-field=body]').fill('Asked twice.');
-      await form.getByRole('button', { name: 'Record feedback' }).click();
-    };
-    try {
-      await submit();
-      const problem = form.locator('[role=alert]');
-      await eventually(() => problem.innerText()).toContain('may already have been recorded');
-      expect(await problem.innerText()).toContain('Retrying is safe');
-      await eventually(tickets).toBe(1);
-      // Sent again unchanged: the same command, recorded once.
-      await form.getByRole('button', { name: 'Record feedback' }).click();
-      await eventually(() => form.count()).toBe(0);
-      await eventually(() => page.locator('main').innerText()).toContain(subject);
-      expect(await tickets()).toBe(1);
-      expect(keys).toHaveLength(2);
-      expect(keys[0]).toMatch(/^console-[0-9a-f]{32}$/);
-      expect(keys[1]).toBe(keys[0]);
-      // The same ticket asked for again once answered is a new action: a new key, a second ticket.
-      await submit();
-      await eventually(() => form.count()).toBe(0);
-      await eventually(tickets).toBe(2);
-      expect(keys).toHaveLength(3);
-      expect(keys[2]).not.toBe(keys[0]);
-    } finally {
-      await page.unroute('**/feedback');
-    }
-  });
-
   it("logs a call and a task on the customer's page, marks the overdue task and completes it", async () => {
     const registered = await crm.api<{ id: string; position: string }>('/customers', crm.adminKey, {
       method: 'POST',
@@ -336,7 +249,12 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
   });
 
   it('keeps typed text in its place: direction controls isolated, the attribution shown, 10,000 letters without a space wrapped', async () => {
-    const register = registerCustomer;
+    const register = async (body: object) => {
+      const res = await crm.api<{ id: string; position: string }>('/customers', crm.adminKey, { method: 'POST', body: JSON.stringify(body) });
+      expect(res.status).toBe(201);
+      await crm.api(`/customers/${res.body.id}?waitFor=${res.body.position}`);
+      return res.body.id;
+    };
     // Whom the timeline names for this key's registrations.
     const probe = await register({ name: 'Console Actor', email: `actor-${randomUUID()}@example.com` });
     const actor = (await crm.api<{ items: { actor: string }[] }>(`/customers/${probe}/timeline`)).body.items[0]!.actor;
@@ -381,122 +299,6 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
       });
     expect(await lines(status)).toBe(1);
     expect(await lines(row.locator('td.num').last())).toBe(1);
-  });
-
-  it("isolates what users typed among the console's words: the Forget confirmation, tags, a deal's forms, the page title", async () => {
-    const name = `Eve \u202eEvil ${randomUUID().slice(0, 6)}`;
-    const id = await registerCustomer({ name, email: `eve-${randomUUID()}@example.com`, company: '\u202eAcme', tags: ['vip', 'plain'] });
-    const title = `Deal \u202eone ${randomUUID().slice(0, 6)}`;
-    const opened = await crm.api<{ position: string }>('/deals', crm.adminKey, {
-      method: 'POST',
-      body: JSON.stringify({ customerId: id, title, amount: 10, currency: 'EUR', ownerId: 'own\u202eer', expectedCloseDate: '2027-03-31' }),
-    });
-    expect(opened.status).toBe(201);
-    await crm.api(`/deals?customerId=${id}&waitFor=${opened.body.position}`);
-    // Each text node holding a direction control is isolated: in an isolating element (<bdi>) or
-    // a block of its own, with no words of the console beside it; the title holds none outside its isolate.
-    const unisolated = () =>
-      page.evaluate<string[]>(`(() => {
-        const controls = /[\\u202a-\\u202e\\u2066-\\u2069]/;
-        const found = [];
-        const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-          if (!controls.test(node.data)) continue;
-          for (let at = node.parentElement; at; at = at.parentElement) {
-            const style = getComputedStyle(at);
-            if (['isolate', 'isolate-override', 'plaintext'].includes(style.unicodeBidi) || !style.display.startsWith('inline')) {
-              if (at.textContent.trim() !== node.data.trim()) found.push(at.textContent.trim());
-              break;
-            }
-          }
-        }
-        if (/[\\u202a-\\u202e\\u2066\\u2067]/.test(document.title)) found.push(document.title);
-        return found;
-      })()`);
-    await signInAs(crm.adminKey);
-    await page.goto(`${crm.url}/#/customers/${id}`);
-    await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe(name);
-    await eventually(() => page.evaluate<string>('document.title')).toContain('Eve');
-    expect(await unisolated()).toEqual([]);
-    await page.getByRole('button', { name: 'Forget…' }).click();
-    await page.locator('form.command').waitFor();
-    expect(await unisolated()).toEqual([]);
-    await page.getByRole('button', { name: 'Tag', exact: true }).click();
-    await page.locator('form.command [data-field=tag]').waitFor();
-    expect(await unisolated()).toEqual([]);
-    await page.goto(`${crm.url}/#/customers?search=${encodeURIComponent(name)}`);
-    await page.locator(`a[href="#/customers/${id}"]`).waitFor();
-    expect(await unisolated()).toEqual([]);
-    await page.goto(`${crm.url}/#/pipeline`);
-    const card = page.locator('.card', { hasText: title.slice(-6) });
-    await card.waitFor();
-    expect(await unisolated()).toEqual([]);
-    await card.locator('button', { hasText: 'Edit' }).click();
-    await page.locator('form.command').waitFor();
-    expect(await unisolated()).toEqual([]);
-  });
-
-  it("gives the focus back to the submit button of a form that stays, clears a created key's name, and names the field of a list item refused", async () => {
-    await signInAs(crm.adminKey);
-    await page.goto(`${crm.url}/#/operations`);
-    const name = page.getByLabel('Name (who or what uses it)');
-    await name.fill(`focus robot ${randomUUID().slice(0, 6)}`);
-    await page.getByRole('button', { name: 'Create key' }).click();
-    await eventually(() => page.getByTestId('new-key').innerText()).toMatch(/^crm_/);
-    // Not <body>: the button pressed, ready for the next key, whose name starts blank.
-    await eventually(() => page.evaluate<string>("document.activeElement?.textContent ?? ''")).toBe('Create key');
-    expect(await name.inputValue()).toBe('');
-    // A refused second tag (`tags.1`) marks the tags field with its message, not only the summary.
-    await page.goto(`${crm.url}/#/customers`);
-    await page.getByRole('button', { name: 'New customer' }).click();
-    const form = page.locator('form.command');
-    await form.locator('[data-field=name]').fill('Console Tagged');
-    await form.locator('[data-field=email]').fill(`tagged-${randomUUID()}@example.com`);
-    await form.locator('[data-field=tags]').fill('fine, not!fine');
-    await form.getByRole('button', { name: 'Register' }).click();
-    const tags = form.locator('[data-field=tags]');
-    await eventually(() => tags.getAttribute('aria-invalid')).toBe('true');
-    const message = await tags.evaluate((field: any) => field.ownerDocument.getElementById(field.getAttribute('aria-describedby')).textContent);
-    expect(message).toMatch(/^item 2: /);
-  });
-
-  it("names a card's Move button for its deal, says an event without words once, focuses the key field on load and marks it refused, and tells a support key it does not read analytics", async () => {
-    const { id: ownerId } = await userWithKey('Console Owner', 'sales', 'all');
-    const id = await registerCustomer({ name: 'Console Owned', email: `owned-${randomUUID()}@example.com` });
-    const title = `Console move ${randomUUID().slice(0, 6)}`;
-    const opened = await crm.api<{ position: string }>('/deals', crm.adminKey, {
-      method: 'POST',
-      body: JSON.stringify({ customerId: id, title, amount: 10, currency: 'EUR', ownerId: 'e2e.owner', expectedCloseDate: '2027-03-31' }),
-    });
-    expect(opened.status).toBe(201);
-    let assigned: { status: number; body: { position?: string } } = { status: 0, body: {} };
-    await eventually(async () => {
-      assigned = await crm.api<{ position?: string }>(`/customers/${id}/owner`, crm.adminKey, { method: 'POST', body: JSON.stringify({ ownerId }) });
-      return assigned.status;
-    }).toBe(200);
-    await crm.api(`/customers/${id}/timeline?waitFor=${assigned.body.position}`);
-    await crm.api(`/deals?customerId=${id}&waitFor=${opened.body.position}`);
-    await signInAs(crm.adminKey);
-    await page.goto(`${crm.url}/#/pipeline`);
-    await eventually(() => page.getByRole('button', { name: `Move ${title}` }).count()).toBe(1);
-    await page.goto(`${crm.url}/#/customers/${id}`);
-    const owned = page.locator('ol.timeline li', { hasText: 'CustomerOwnerAssigned' });
-    await owned.waitFor();
-    expect(await owned.innerText()).not.toContain('CustomerOwnerAssigned CustomerOwnerAssigned');
-
-    await page.getByRole('button', { name: 'Sign out' }).click();
-    await page.goto(`${crm.url}/`);
-    await page.reload();
-    await eventually(() => page.evaluate<string | null>('document.activeElement?.id ?? null')).toBe('api-key');
-    await page.getByLabel('API key').fill('crm_not_a_real_key_000000000000');
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await eventually(() => page.getByLabel('API key').getAttribute('aria-invalid')).toBe('true');
-
-    await signIn(page, crm.url, await crm.createKey('support'));
-    await page.goto(`${crm.url}/#/analytics`);
-    await eventually(() => page.locator('main').innerText()).toContain('The support role does not read analytics.');
-    expect(await page.locator('main [role=alert]').count()).toBe(0);
-    await signInAs(crm.adminKey);
   });
 
   it('starts each action form afresh when another is chosen without closing the first (Refund then Tag sent tag: undefined)', async () => {
@@ -757,8 +559,7 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     // The link clicked has the same name: wait for the heading itself.
     await eventually(() => page.evaluate<string>('document.activeElement.tagName')).toBe('H1');
     expect(await focusedName()).toBe(name);
-    // The record's name isolated (FSI … PDI): typed by users, it may hold direction controls.
-    await eventually(() => page.title()).toBe(`\u2068${name}\u2069 · Customers · CRM console`);
+    await eventually(() => page.title()).toBe(`${name} · Customers · CRM console`);
 
     // A task logged, then completed: each is said in the live region; the Complete button gone, the focus is on its section.
     await eventually(() => page.locator('#activities-title ~ p', { hasText: 'No activities.' }).count()).toBe(1);
@@ -877,13 +678,13 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await eventually(focusedName).toBe('Customers');
     const campaign = (await crm.api<{ items: { id: string; name: string }[] }>('/campaigns?limit=1')).body.items[0]!;
     await page.goto(`${crm.url}/#/campaigns/${campaign.id}`);
-    await eventually(() => page.title()).toBe(`\u2068${campaign.name}\u2069 · Campaigns · CRM console`);
+    await eventually(() => page.title()).toBe(`${campaign.name} · Campaigns · CRM console`);
     await page.goto(`${crm.url}/#/service`);
     const link = page.getByTestId('queue').locator('tbody a').first();
     const subject = await link.innerText();
     await link.click();
     await eventually(focusedName).toBe(subject);
-    await eventually(() => page.title()).toBe(`\u2068${subject}\u2069 · Service desk · CRM console`);
+    await eventually(() => page.title()).toBe(`${subject} · Service desk · CRM console`);
   });
 
   it('moves a deal along the board (menu, then drag) and marks it won', async () => {
@@ -900,8 +701,7 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     const [byMenu, byDrag] = ['qualified', 'proposal'] as const;
     await select.selectOption(byMenu);
     const card = (stage: string) => page.locator(`[data-stage=${stage}] .card`, { has: page.locator(`#move-${dealId}`) });
-    // Named for its deal ("Move <title>"), as the card's other buttons are.
-    await card('lead').getByRole('button', { name: 'Move Console test deal', exact: true }).click();
+    await card('lead').getByRole('button', { name: 'Move', exact: true }).click();
     await card(byMenu).waitFor();
     await card(byMenu).dragTo(page.locator(`[data-stage=${byDrag}]`));
     await card(byDrag).waitFor();
@@ -1039,15 +839,9 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
         await route.continue();
       });
       await select.selectOption('proposal');
-      await card('qualified')
-        .getByRole('button', { name: /^Move / })
-        .click();
+      await card('qualified').getByRole('button', { name: 'Move', exact: true }).click();
       await eventually(() => select.isDisabled()).toBe(true);
-      expect(
-        await card('qualified')
-          .getByRole('button', { name: /^Moving… / })
-          .isDisabled(),
-      ).toBe(true);
+      expect(await card('qualified').getByRole('button', { name: 'Moving…' }).isDisabled()).toBe(true);
       await card('proposal').waitFor();
       await eventually(() => select.isDisabled()).toBe(false);
       expect(moves).toHaveLength(2);
@@ -1247,7 +1041,7 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await eventually(() => rows.last().innerText()).toContain(orderId);
     expect(await rows.last().innerText()).toContain('PurchaseRecorded');
     // The window's title names the history read.
-    expect(await page.title()).toBe(`\u2068History of customer-${customer.id}\u2069 · Audit · CRM console`);
+    expect(await page.title()).toBe(`History of customer-${customer.id} · Audit · CRM console`);
     const before = (await rows.count()) - 2;
     await page.getByRole('button', { name: `Show the record as of revision ${before}` }).click();
     const asOf = page.getByTestId('as-of');
@@ -1407,7 +1201,27 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
   });
 
   it("follows a user's role changed by an admin: on reload, and after a refusal", async () => {
-    const { key, change } = await userWithKey('Role Changer', 'sales', 'all');
+    const user = await crm.api<{ id: string }>('/admin/users', crm.adminKey, {
+      method: 'POST',
+      body: JSON.stringify({ name: 'Role Changer', email: `role-${randomUUID()}@example.com`, role: 'sales', visibility: 'all' }),
+    });
+    expect(user.status).toBe(201);
+    // The user's key, once the user is on record.
+    let key = '';
+    await eventually(async () => {
+      const made = await crm.api<{ key?: string }>('/admin/api-keys', crm.adminKey, {
+        method: 'POST',
+        body: JSON.stringify({ name: 'role changer', userId: user.body.id }),
+      });
+      key = made.body.key ?? '';
+      return made.status;
+    }).toBe(201);
+    const roleNow = async () => (await crm.api<{ role?: string }>('/admin/api-keys', key)).body.role;
+    const change = async (role: string) => {
+      const changed = await crm.api(`/admin/users/${user.body.id}`, crm.adminKey, { method: 'PATCH', body: JSON.stringify({ role }) });
+      expect(changed.status).toBe(200);
+      await eventually(roleNow).toBe(role);
+    };
     await page.getByRole('button', { name: 'Sign out' }).click();
     await signIn(page, crm.url, key);
     expect(await page.getByTestId('role').innerText()).toBe('sales');
@@ -1426,33 +1240,21 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     expect(await page.getByRole('navigation', { name: 'Screens' }).innerText()).not.toContain('Analytics');
   });
 
-  it('reads the screen again when a refusal tells of a demotion: names masked, the refusal kept above it with the focus', async () => {
-    const { key, change } = await userWithKey('Demoted Seller', 'sales', 'all');
-    const id = await registerCustomer({ name: 'Console Private', email: `console-private-${randomUUID()}@example.com` });
-    await signInAs(key);
-    await page.goto(`${crm.url}/#/customers/${id}`);
-    await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe('Console Private');
-    await page.getByRole('button', { name: 'Tag', exact: true }).click();
-    const form = page.locator('form.command');
-    await form.locator('[data-field=tag]').fill('not-mine-to-tag');
-    await change('analyst');
-    await form.getByRole('button', { name: 'Add tag' }).click();
-    await eventually(() => page.getByTestId('role').innerText()).toBe('analyst');
-    // The page is read again as the analyst sees it: nothing personal left in clear.
-    await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe('[masked]');
-    expect(await page.locator('main').innerText()).not.toContain('console-private-');
-    // The refusal stays, above the screen, and holds the focus (the form that showed it is gone).
-    const refusal = page.locator('main > [role=alert]');
-    await eventually(() => refusal.innerText()).toContain('Your role is now analyst (it was sales)');
-    expect(await refusal.innerText()).toContain('HTTP 403');
-    expect(await page.evaluate<boolean>("document.activeElement === document.querySelector('main > [role=alert]')")).toBe(true);
-    // Gone once another screen is chosen.
-    await page.goto(`${crm.url}/#/customers`);
-    await eventually(() => refusal.count()).toBe(0);
-  });
-
   it('offers an admin of visibility own no key changes and no company-wide audit (the server refuses both)', async () => {
-    const { key } = await userWithKey('Own Admin', 'admin', 'own');
+    const user = await crm.api<{ id: string }>('/admin/users', crm.adminKey, {
+      method: 'POST',
+      body: JSON.stringify({ name: 'Own Admin', email: `own-admin-${randomUUID()}@example.com`, role: 'admin', visibility: 'own' }),
+    });
+    expect(user.status).toBe(201);
+    let key = '';
+    await eventually(async () => {
+      const made = await crm.api<{ key?: string }>('/admin/api-keys', crm.adminKey, {
+        method: 'POST',
+        body: JSON.stringify({ name: 'own admin', userId: user.body.id }),
+      });
+      key = made.body.key ?? '';
+      return made.status;
+    }).toBe(201);
     await page.getByRole('button', { name: 'Sign out' }).click();
     await signIn(page, crm.url, key);
     await page.goto(`${crm.url}/#/operations`);
@@ -1504,7 +1306,8 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     const warnings = page.getByTestId('ready-warnings');
     const shows = async (key: string, warning: string) => {
       // (Signed in from the tests before, unless this one runs alone.)
-      await signInAs(key);
+      if (await page.getByRole('button', { name: 'Sign out' }).count()) await page.getByRole('button', { name: 'Sign out' }).click();
+      await signIn(page, crm.url, key);
       await page.goto(`${crm.url}/#/operations`);
       await eventually(() => warnings.innerText()).toContain(warning);
       expect(await warnings.innerText()).toMatch(/^Ready, with warnings:/);

@@ -178,12 +178,7 @@ export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
         label: action[0]!.toUpperCase() + action.slice(1),
         form: (close: () => void) => (
           <CommandForm
-            title={
-              <>
-                {action[0]!.toUpperCase()}
-                {action.slice(1)} "<bdi>{c.name}</bdi>"
-              </>
-            }
+            title={`${action[0]!.toUpperCase()}${action.slice(1)} "${c.name}"`}
             // "Cancel campaign", not "Cancel": the form's own Cancel closes it.
             submitLabel={`${action[0]!.toUpperCase()}${action.slice(1)} campaign`}
             onCancel={close}

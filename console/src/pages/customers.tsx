@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { command, get, query, type Page } from '../api.ts';
 import { href, navigate } from '../router.ts';
 import type { ListedCustomer } from '../types.ts';
-import { can, CommandForm, day, Loading, money, Pager, ProblemBox, seesNames, text, Typed, useAnnounceResults, useLoad, Head, Grid } from '../ui.tsx';
+import { can, CommandForm, day, Loading, money, Pager, ProblemBox, seesNames, text, useAnnounceResults, useLoad, Head, Grid } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 const SORTS = [
@@ -161,9 +161,7 @@ export const CustomersPage = ({ role, params }: { role: Role; params: URLSearchP
                   </td>
                   <td>{c.email}</td>
                   <td>{c.company ?? ''}</td>
-                  <td>
-                    <Typed values={c.tags} />
-                  </td>
+                  <td>{c.tags.join(', ')}</td>
                   <td class="word">{c.status}</td>
                   <td class="num">{c.orderCount}</td>
                   <td class="num">{money(c.revenue, c.currency)}</td>

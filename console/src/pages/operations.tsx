@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { get, request } from '../api.ts';
-import { announce, can, CommandForm, isolated, Loading, ProblemBox, problemOf, text, useLoad, when, Head, Grid } from '../ui.tsx';
+import { announce, can, CommandForm, Loading, ProblemBox, problemOf, text, useLoad, when, Head, Grid } from '../ui.tsx';
 import { ROLES, type Role } from '../../../api/roles.ts';
 import type { Problem } from '../api.ts';
 
@@ -128,7 +128,7 @@ const ApiKeys = ({ manage, reason }: { manage: boolean; reason: 'visibility' | '
   const [problem, setProblem] = useState<Problem | null>(null);
   const keys = useLoad((signal) => get<{ items: ApiKey[] }>('/admin/api-keys', { signal }), [tick]);
   const revoke = async (key: ApiKey) => {
-    if (!confirm(`Revoke the key "${isolated(key.name)}" (${key.role})? Programs using it stop working at once.`)) return;
+    if (!confirm(`Revoke the key "${key.name}" (${key.role})? Programs using it stop working at once.`)) return;
     setProblem(null);
     try {
       await request(`/admin/api-keys/${key.id}`, { method: 'DELETE' });
@@ -152,15 +152,12 @@ const ApiKeys = ({ manage, reason }: { manage: boolean; reason: 'visibility' | '
         <CommandForm
           title="Create a key"
           submitLabel="Create key"
-          afresh
           fields={[
             { name: 'name', label: 'Name (who or what uses it)', required: true },
             { name: 'role', label: 'Role', type: 'select', options: ROLES, value: 'analyst', required: true },
           ]}
           submit={async (v) => {
-            const body = (await (
-              await request('/admin/api-keys', { method: 'POST', body: { name: text(v.name), role: v.role }, idempotent: true })
-            ).json()) as {
+            const body = (await (await request('/admin/api-keys', { method: 'POST', body: { name: text(v.name), role: v.role } })).json()) as {
               name: string;
               key: string;
             };
@@ -171,7 +168,7 @@ const ApiKeys = ({ manage, reason }: { manage: boolean; reason: 'visibility' | '
       ) : null}
       {created ? (
         <p class="notice" role="status">
-          Key for <bdi>{created.name}</bdi>, shown only now: <code data-testid="new-key">{created.key}</code>
+          Key for {created.name}, shown only now: <code data-testid="new-key">{created.key}</code>
         </p>
       ) : null}
       <ProblemBox problem={problem ?? keys.problem} />

@@ -256,11 +256,7 @@ const DealForm = (props: { deal: Deal; action: DealAction; sent: (position: stri
       return (
         <CommandForm
           {...common}
-          title={
-            <>
-              Mark "<bdi>{deal.title}</bdi>" {action}
-            </>
-          }
+          title={`Mark "${deal.title}" ${action}`}
           submitLabel={`Mark ${action}`}
           success={`"${deal.title}" marked ${action}.`}
           fields={
@@ -283,11 +279,7 @@ const DealForm = (props: { deal: Deal; action: DealAction; sent: (position: stri
       return (
         <CommandForm
           {...common}
-          title={
-            <>
-              Edit "<bdi>{deal.title}</bdi>"
-            </>
-          }
+          title={`Edit "${deal.title}"`}
           submitLabel="Save deal"
           success={`"${deal.title}" saved.`}
           fields={[
@@ -322,11 +314,7 @@ const DealForm = (props: { deal: Deal; action: DealAction; sent: (position: stri
       return (
         <CommandForm
           {...common}
-          title={
-            <>
-              Reopen "<bdi>{deal.title}</bdi>"
-            </>
-          }
+          title={`Reopen "${deal.title}"`}
           submitLabel="Reopen deal"
           success={`"${deal.title}" reopened.`}
           fields={[{ name: 'stage', label: 'Stage (blank: the one it was closed from)', type: 'select', options: DEAL_STAGES }]}
@@ -349,7 +337,7 @@ const MoveDeal = (props: { deal: Deal; moving: boolean; move: (stage: string) =>
   return (
     <>
       <label class="sr-only" for={`move-${deal.id}`}>
-        Move <bdi>{deal.title}</bdi> to
+        Move {deal.title} to
       </label>
       <select id={`move-${deal.id}`} value={target} disabled={props.moving} onChange={(e) => setTarget(e.currentTarget.value)}>
         {DEAL_STAGES.map((s) => (
@@ -358,13 +346,7 @@ const MoveDeal = (props: { deal: Deal; moving: boolean; move: (stage: string) =>
           </option>
         ))}
       </select>
-      {/* Named for its deal, as the card's other buttons are: a list of buttons all read "Move" told none apart. */}
-      <button
-        type="button"
-        aria-label={`${props.moving ? 'Moving…' : 'Move'} ${deal.title}`}
-        disabled={props.moving || target === deal.stage}
-        onClick={() => void props.move(target)}
-      >
+      <button type="button" disabled={props.moving || target === deal.stage} onClick={() => void props.move(target)}>
         {props.moving ? 'Moving…' : 'Move'}
       </button>
     </>

@@ -1,19 +1,10 @@
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import type { Problem } from '../api.ts';
 import { signIn, type Session } from '../session.ts';
 import { ProblemBox, problemOf } from '../ui.tsx';
 
-/**
- * `focusKey`: the page was just opened, so the key field takes the focus (the one thing to do here).
- * Not after a sign-out, where the screen's heading takes it as on any other change of screen.
- */
-export const SignIn = ({ onSignedIn, notice, focusKey }: { onSignedIn: (session: Session) => void; notice: string | null; focusKey: boolean }) => {
+export const SignIn = ({ onSignedIn, notice }: { onSignedIn: (session: Session) => void; notice: string | null }) => {
   const [key, setKey] = useState('');
-  const field = useRef<HTMLInputElement>(null);
-  useEffect(() => {
-    if (focusKey) field.current?.focus();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, []);
   const [problem, setProblem] = useState<Problem | null>(null);
   const [busy, setBusy] = useState(false);
   const submit = async (event: Event) => {
@@ -43,23 +34,9 @@ export const SignIn = ({ onSignedIn, notice, focusKey }: { onSignedIn: (session:
         ) : null}
         <div class="field">
           <label for="api-key">API key</label>
-          {/* Invalid, and described by the refusal, once a key was refused. */}
-          <input
-            id="api-key"
-            name="api-key"
-            type="password"
-            autocomplete="off"
-            required
-            ref={field}
-            aria-invalid={problem ? true : undefined}
-            aria-describedby={problem ? 'sign-in-problem' : undefined}
-            value={key}
-            onInput={(e) => setKey(e.currentTarget.value)}
-          />
+          <input id="api-key" name="api-key" type="password" autocomplete="off" required value={key} onInput={(e) => setKey(e.currentTarget.value)} />
         </div>
-        <div id="sign-in-problem">
-          <ProblemBox problem={problem} focus />
-        </div>
+        <ProblemBox problem={problem} focus />
         <button type="submit" class="primary" disabled={busy || key.trim() === ''}>
           {busy ? 'Signing in…' : 'Sign in'}
         </button>
