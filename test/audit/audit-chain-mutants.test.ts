@@ -68,6 +68,14 @@ const positionOf = async (f: Fixture, stream: string, revision: number): Promise
   return BigInt(rows[0]!.p);
 };
 
+/** The global seal at a position, as an anchor taken then would hold it. */
+const sealedAt = async (f: Fixture, position: bigint) => {
+  const { rows } = await sql<{ g: string }>`SELECT encode(global_hash, 'hex') AS g FROM ${f.seals} WHERE position = ${position.toString()}::bigint`.execute(
+    f.h.database.db,
+  );
+  return { position, globalHash: rows[0]!.g };
+};
+
 const allPositions = async (f: Fixture): Promise<bigint[]> => {
   const { rows } = await sql<{ p: string }>`SELECT position::text AS p FROM ${f.events} ORDER BY position`.execute(f.h.database.db);
   return rows.map((r) => BigInt(r.p));
@@ -568,14 +576,8 @@ describe('anchors: global hashes kept outside the database', () => {
   it('an anchor whose event was deleted from history that was there when it was taken stays a rewrite, the chain re-sealed after it or not', async () => {
     const f = await fixture();
     const positions = await allPositions(f);
-    const sealedAt = async (position: bigint) => {
-      const { rows } = await sql<{ g: string }>`SELECT encode(global_hash, 'hex') AS g FROM ${f.seals} WHERE position = ${position.toString()}::bigint`.execute(
-        f.h.database.db,
-      );
-      return { position, globalHash: rows[0]!.g };
-    };
     // Taken now: every event after its position was recorded before it.
-    const anchor = { ...(await sealedAt(positions[3]!)), takenAt: new Date() };
+    const anchor = { ...(await sealedAt(f, positions[3]!)), takenAt: new Date() };
     await sql`DELETE FROM ${f.seals} WHERE position >= ${positions[3]!.toString()}::bigint`.execute(f.h.database.db);
     await sql`DELETE FROM ${f.events} WHERE position = ${positions[3]!.toString()}::bigint`.execute(f.h.database.db);
     expect(await sealAll(f.h)).toBe(2);
@@ -604,14 +606,8 @@ describe('anchors: global hashes kept outside the database', () => {
   it('each say what became of them, in the order given: matched, differs, missing, or not reached past a broken link', async () => {
     const f = await fixture();
     const positions = await allPositions(f);
-    const sealedAt = async (position: bigint) => {
-      const { rows } = await sql<{ g: string }>`SELECT encode(global_hash, 'hex') AS g FROM ${f.seals} WHERE position = ${position.toString()}::bigint`.execute(
-        f.h.database.db,
-      );
-      return { position, globalHash: rows[0]!.g };
-    };
-    const early = await sealedAt(positions[1]!);
-    const late = await sealedAt(positions[4]!);
+    const early = await sealedAt(f, positions[1]!);
+    const late = await sealedAt(f, positions[4]!);
     const beyond = { position: positions[5]! + 1n, globalHash: early.globalHash };
     const checks = async (anchors: { position: bigint; globalHash: string }[]) =>
       (await verifyGlobalChain(f.h.database, f.h.schemas.events, { anchors })).anchors.map((a) => [a.anchor, a.matched, a.status]);
